@@ -1,0 +1,167 @@
+"""Content-addressed per-(clip, step) cache (DESIGN 3.3).
+
+An entry is keyed by ``sha256(input clip fingerprint, step name, step version, step params,
+weights fingerprint)`` and lives in ``<cache.dir>/<step>/<k[:2]>/<k>/``: the files the step wrote
+plus ``record.json`` (the resulting clips, or the Drop). A step writes into a private temporary
+folder; the entry appears only when the whole folder is renamed into place, so a killed run never
+leaves a half-written entry and a re-run resumes from what is complete. Rejects are cached like
+results, so a corrupt file is probed once.
+
+Paths inside ``record.json`` are relative to the cache root, so a cache on shared storage can be
+mounted at another path by another machine of the team.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+from pipeline.clip import Clip, Drop, canonical_json
+
+log = logging.getLogger(__name__)
+
+Result = Union[list[Clip], Drop]
+
+RECORD = "record.json"
+
+
+@dataclass(frozen=True)
+class CacheParams:
+    """``cache`` section of params.yaml."""
+
+    dir: str = ".cache"  # point it at shared storage to reuse results across a team
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Cache:
+    """The per-step result store. Safe for concurrent writers of the same key (first one wins)."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.root / "tmp"
+        self.tmp.mkdir(exist_ok=True)
+
+    # -- keys -------------------------------------------------------------------------------------
+    @staticmethod
+    def key(step_identity: str, clip: Clip) -> str:
+        return hashlib.sha256(f"{step_identity}\n{clip.fingerprint()}".encode()).hexdigest()
+
+    def entry(self, step_name: str, key: str) -> Path:
+        return self.root / step_name / key[:2] / key
+
+    # -- read -------------------------------------------------------------------------------------
+    def get(self, step_name: str, key: str) -> Result | None:
+        """The cached result, or ``None`` on a miss (an unreadable entry counts as a miss)."""
+        record = self.entry(step_name, key) / RECORD
+        try:
+            data = json.loads(record.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            log.warning("cache entry %s unreadable (%s); recomputing", record, e)
+            return None
+        return self._decode(data)
+
+    def _decode(self, data: dict) -> Result:
+        if data.get("drop") is not None:
+            return Drop(**data["drop"])
+        clips = []
+        for c in data["clips"]:
+            c = dict(c)
+            c["files"] = {k: str(self.root / v) if not os.path.isabs(v) else v for k, v in c["files"].items()}
+            clips.append(Clip.from_json(c))
+        return clips
+
+    # -- write ------------------------------------------------------------------------------------
+    def new_workdir(self) -> Path:
+        path = self.tmp / uuid.uuid4().hex
+        path.mkdir(parents=True)
+        return path
+
+    def put(self, step_name: str, key: str, workdir: Path, result: Result) -> Result:
+        """Move ``workdir`` (the step's output folder) into the cache as entry ``key``.
+
+        Files the step wrote into ``workdir`` are hashed into ``file_hashes`` and referenced from
+        the entry; returns the result as it reads back from the cache.
+        """
+        final = self.entry(step_name, key)
+        workdir = workdir.resolve()
+        if isinstance(result, Drop):
+            data = {"drop": {"reason": result.reason, "message": result.message}, "clips": None}
+        else:
+            clips = []
+            for clip in result:
+                files, hashes = {}, dict(clip.file_hashes)
+                for name, p in clip.files.items():
+                    p = Path(p).resolve()
+                    if p.is_relative_to(workdir):  # written by this step: will live in the entry
+                        hashes[name] = sha256_file(p)
+                        p = final / p.relative_to(workdir)
+                    elif name not in hashes:  # inherited from an earlier step: normally hashed already
+                        hashes[name] = sha256_file(p)
+                    files[name] = os.path.relpath(p, self.root) if p.is_relative_to(self.root) else str(p)
+                c = clip.to_json()
+                c["files"], c["file_hashes"] = files, hashes
+                clips.append(c)
+            data = {"drop": None, "clips": clips}
+        (workdir / RECORD).write_text(canonical_json(data))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(workdir, final)
+        except OSError:
+            # Another worker committed the same key first (or a stale entry without a record is in
+            # the way): keep a complete entry, replace an incomplete one.
+            if (final / RECORD).is_file():
+                shutil.rmtree(workdir, ignore_errors=True)
+            else:
+                shutil.rmtree(final, ignore_errors=True)
+                os.rename(workdir, final)
+        cached = self.get(step_name, key)
+        assert cached is not None
+        return cached
+
+    def discard(self, workdir: Path) -> None:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    # -- source hashing ---------------------------------------------------------------------------
+    def source_hash(self, path: Path) -> str:
+        """sha256 of a raw file, memoised on (path, size, mtime, inode) so re-runs do not re-read it."""
+        st = path.stat()
+        memo_key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}".encode()).hexdigest()
+        memo = self.root / "filehash" / memo_key[:2] / memo_key
+        try:
+            return memo.read_text().strip()
+        except FileNotFoundError:
+            pass
+        digest = sha256_file(path)
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        tmp.write_text(digest)
+        os.replace(tmp, memo)
+        return digest
+
+    def clean_tmp(self, older_than_s: float = 3600.0) -> None:
+        """Remove work folders left by killed runs (old ones only: another run may share the cache)."""
+        now = time.time()
+        for p in self.tmp.iterdir():
+            try:
+                if now - p.stat().st_mtime > older_than_s:
+                    shutil.rmtree(p, ignore_errors=True)
+            except FileNotFoundError:
+                pass

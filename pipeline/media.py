@@ -1,0 +1,101 @@
+"""Thin, typed wrappers around ffprobe/ffmpeg (the OS package) used by the steps.
+
+Every call raises :class:`MediaError` carrying ffmpeg's own last lines, so a rejects row says
+what ffmpeg said about the file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+#: Flags that make ffmpeg's output depend only on its input (no encoder version strings, dates).
+BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1"]
+
+
+class MediaError(RuntimeError):
+    """ffmpeg/ffprobe failed on a file."""
+
+
+def require_ffmpeg() -> None:
+    for tool in ("ffmpeg", "ffprobe"):
+        if shutil.which(tool) is None:
+            raise MediaError(f"{tool} not found on PATH: install it (`apt-get install -y ffmpeg`, which `make setup` does)")
+
+
+def _tail(stderr: bytes, n: int = 3) -> str:
+    lines = [ln for ln in stderr.decode("utf-8", "replace").strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:]) if lines else "no message"
+
+
+def run_ffmpeg(args: Sequence[str], stdin: bytes | None = None, what: str = "") -> bytes:
+    """Run ``ffmpeg -nostdin -v error <args>``; return stdout; raise MediaError with its message."""
+    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", *args]
+    proc = subprocess.run(cmd, input=stdin, capture_output=True)
+    if proc.returncode != 0:
+        raise MediaError(f"ffmpeg failed{' on ' + what if what else ''}: {_tail(proc.stderr)}")
+    return proc.stdout
+
+
+def ffprobe(path: Path | str) -> dict[str, Any]:
+    """Streams and format of a file (``ffprobe -show_streams -show_format``)."""
+    cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-show_format", str(path)]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        raise MediaError(f"ffprobe cannot read {path}: {_tail(proc.stderr)}")
+    return json.loads(proc.stdout or b"{}")
+
+
+def packet_times(path: Path | str, stream: str) -> np.ndarray:
+    """``(N, 2)`` float64 array of (pts, duration) seconds of every packet of ``stream`` ("v:0").
+
+    Demuxes without decoding: the true extent of a stream whose header lies (truncated files,
+    wrong durations) and the frame timing of variable-frame-rate video.
+    """
+    cmd = ["ffprobe", "-v", "error", "-select_streams", stream, "-show_entries", "packet=pts_time,duration_time",
+           "-of", "csv=p=0", str(path)]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        raise MediaError(f"ffprobe cannot read packets of {path}: {_tail(proc.stderr)}")
+    rows = []
+    for line in proc.stdout.decode().splitlines():
+        parts = line.strip().strip(",").split(",")
+        try:
+            pts = float(parts[0])
+        except (ValueError, IndexError):
+            continue  # packets without a timestamp
+        try:
+            dur = float(parts[1]) if len(parts) > 1 else 0.0
+        except ValueError:
+            dur = 0.0
+        rows.append((pts, dur))
+    return np.asarray(sorted(rows), dtype=np.float64).reshape(-1, 2)
+
+
+def decode_audio(path: Path | str, sample_rate: int, stream: int = 0) -> np.ndarray:
+    """The whole audio stream as mono float32 at ``sample_rate`` (soxr resampler, channels averaged).
+
+    Sample 0 is the stream's first decoded sample (its ``start_time``), so callers align it to the
+    video timeline themselves.
+    """
+    out = run_ffmpeg(
+        ["-i", str(path), "-map", f"0:a:{stream}", "-vn", "-ac", "1", "-af", f"aresample={sample_rate}:resampler=soxr",
+         "-f", "f32le", "-acodec", "pcm_f32le", "-"],
+        what=str(path),
+    )
+    return np.frombuffer(out, dtype="<f4").copy()
+
+
+def parse_rate(text: str | None) -> float:
+    """``"30000/1001"`` -> 29.97; ``"0/0"`` or missing -> 0.0."""
+    if not text:
+        return 0.0
+    if "/" in text:
+        num, den = text.split("/", 1)
+        return float(num) / float(den) if float(den) else 0.0
+    return float(text)

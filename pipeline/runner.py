@@ -1,0 +1,336 @@
+"""Maps a step over clips: in-process, on a local Ray, or on a Ray cluster (DESIGN 4).
+
+THE ONLY Ray-aware module. Everything above it (stages) and below it (steps) is plain Python.
+
+For each ``map(step, clips)``:
+
+1. every clip's cache key is computed and looked up in the driver: hits never reach a worker,
+   so a fully cached stage does not even start Ray;
+2. misses go to a pool of long-lived Ray actors sized from the step's ``resources`` (``setup()``
+   runs once per actor; batched steps get up to ``batch_size`` clips per call);
+3. a worker writes each result straight into the cache (atomic rename), so a killed run resumes;
+4. an exception on a clip becomes ``Drop("error:<Type>")`` (cached like any reject; set
+   ``runner.retry_errors`` to recompute those); a worker process that dies is restarted and its
+   task retried ``max_retries`` times, then its clips are dropped as ``error:WorkerCrashed`` (not
+   cached); an exception in ``setup()`` is a configuration error and stops the stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+import traceback
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from tqdm import tqdm
+
+from pipeline.cache import Cache, Result
+from pipeline.clip import Clip, Drop
+from pipeline.steps import Resources, Step, as_result
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunnerParams:
+    """``runner`` section of params.yaml."""
+
+    address: str | None = None  # join this Ray cluster ("auto", "ray://host:10001"); $RAY_ADDRESS also works
+    num_cpus: int | None = None  # CPUs of the local Ray (default: all cores)
+    num_gpus: float | None = None  # GPUs of the local Ray (default: detected)
+    local: bool = False  # run in-process without Ray (debugging, tiny jobs)
+    max_retries: int = 2  # restarts of a crashed worker, and retries of its task
+    retry_errors: bool = False  # recompute cached error:<Type> rejects instead of reusing them
+    in_flight: int = 2  # tasks queued per actor, to hide scheduling latency
+    object_store_mb: int = 512  # local Ray object store (records are small; media stay on disk)
+    temp_dir: str = ".ray"  # Ray session files for a local Ray (relative to the work tree)
+    progress: bool = True
+
+
+class StepSetupError(RuntimeError):
+    """``setup()`` of a step failed: a configuration problem (e.g. missing weights), not bad input."""
+
+
+@dataclass
+class StepOutcome:
+    """What ``Runner.map`` returns: one result per input clip, in input order, and counters."""
+
+    step: str
+    inputs: list[Clip]
+    results: list[Result]
+    hits: int = 0
+    misses: int = 0
+    seconds: float = 0.0
+
+    @property
+    def kept(self) -> list[Clip]:
+        return [c for r in self.results if not isinstance(r, Drop) for c in r]
+
+    @property
+    def drops(self) -> list[tuple[Clip, Drop]]:
+        return [(c, r) for c, r in zip(self.inputs, self.results) if isinstance(r, Drop)]
+
+    @property
+    def reasons(self) -> Counter:
+        return Counter(d.reason for _, d in self.drops)
+
+
+def describe_exception(e: BaseException) -> str:
+    """``Type: message (at file:line in func)`` for a rejects row."""
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno} in {tb[-1].name})" if tb else ""
+    text = "".join(traceback.format_exception_only(type(e), e)).strip()
+    return f"{text}{where}"[:2000]
+
+
+def execute_batch(step: Step, clips: Sequence[Clip], keys: Sequence[str], cache: Cache) -> list[Result]:
+    """Run ``step`` on ``clips`` and commit every result to the cache. Used by local and Ray modes.
+
+    A batch whose ``process`` raises is retried clip by clip, so one bad clip does not take its
+    batch-mates down with it.
+    """
+    workdirs = [cache.new_workdir() for _ in clips]
+    try:
+        outputs = list(step.process(list(clips), workdirs))
+        if len(outputs) != len(clips):
+            raise RuntimeError(f"{step.name}.process returned {len(outputs)} results for {len(clips)} clips")
+    except Exception as e:  # noqa: BLE001 - any failure on input data becomes a reject row
+        if len(clips) > 1:
+            for w in workdirs:
+                cache.discard(w)
+            return [r for c, k in zip(clips, keys) for r in execute_batch(step, [c], [k], cache)]
+        log.debug("step %s failed on %s", step.name, clips[0].key, exc_info=True)
+        outputs = [Drop(f"error:{type(e).__name__}", describe_exception(e))]
+    results = []
+    for clip, key, workdir, output in zip(clips, keys, workdirs, outputs):
+        try:
+            result = as_result(output)
+        except TypeError as e:
+            result = Drop("error:TypeError", str(e))
+        if isinstance(result, Drop):  # files of a rejected clip are not kept
+            for p in list(workdir.iterdir()):
+                p.unlink() if p.is_file() else None
+        results.append(cache.put(step.name, key, workdir, result))
+    return results
+
+
+def _setup_once(step: Step, ready: dict[str, Step]) -> Step:
+    ident = step.identity()
+    if ident not in ready:
+        try:
+            step.setup()
+        except Exception as e:  # noqa: BLE001
+            raise StepSetupError(f"{step.name}: setup failed: {describe_exception(e)}") from e
+        ready[ident] = step
+    return ready[ident]
+
+
+class _Worker:
+    """A long-lived Ray actor: keeps set-up steps (models loaded once) and runs batches."""
+
+    def __init__(self, cache_root: str, env: dict[str, str]):
+        os.environ.update(env)
+        self.cache = Cache(cache_root)
+        self.ready: dict[str, Step] = {}
+
+    def run(self, step: Step, clips: list[Clip], keys: list[str]) -> list[Result]:
+        return execute_batch(_setup_once(step, self.ready), clips, keys, self.cache)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+#: Environment variables passed to Ray workers (a cluster's workers do not inherit the driver's).
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "OMP_NUM_THREADS", "SYNCHRORAMA_PARAMS", "HF_HOME", "TORCH_HOME")
+
+
+class Runner:
+    """Maps steps over clips with caching; use as a context manager (shuts Ray down if it started it)."""
+
+    def __init__(self, params: RunnerParams, cache: Cache, stage: str = ""):
+        self.params = params
+        self.cache = cache
+        self.stage = stage
+        self._ray: Any = None
+        self._started_ray = False
+        self._pools: dict[Resources, list[Any]] = {}
+        self._ready: dict[str, Step] = {}  # in-process set-up steps
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._ray is not None:
+            for pool in self._pools.values():
+                for actor in pool:
+                    self._ray.kill(actor)
+            self._pools.clear()
+            if self._started_ray:
+                self._ray.shutdown()
+            self._ray = None
+
+    @property
+    def mode(self) -> str:
+        if self.params.local:
+            return "local"
+        return "ray-cluster" if self._address() else "ray"
+
+    def _address(self) -> str | None:
+        return self.params.address or os.environ.get("RAY_ADDRESS") or None
+
+    def _ensure_ray(self) -> Any:
+        if self._ray is not None:
+            return self._ray
+        import ray  # the only import of Ray in the project
+
+        if not ray.is_initialized():
+            address = self._address()
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                ray.init(
+                    num_cpus=self.params.num_cpus or os.cpu_count(),
+                    num_gpus=self.params.num_gpus,
+                    object_store_memory=self.params.object_store_mb * 1024 * 1024,
+                    _temp_dir=_ray_temp_dir(self.params.temp_dir),
+                    **kwargs,
+                )
+            self._started_ray = True
+        self._ray = ray
+        return ray
+
+    # -- the one public operation -----------------------------------------------------------------
+    def map(self, step: Step, clips: Sequence[Clip], desc: str | None = None) -> StepOutcome:
+        """Apply ``step`` to every clip (cached); one result per clip, in order."""
+        t0 = time.perf_counter()
+        clips = list(clips)
+        ident = step.identity()
+        keys = [Cache.key(ident, c) for c in clips]
+        results: list[Result | None] = [None] * len(clips)
+        todo = []
+        for i, key in enumerate(keys):
+            cached = self.cache.get(step.name, key)
+            if cached is None or (self.params.retry_errors and isinstance(cached, Drop) and cached.reason.startswith("error:")):
+                todo.append(i)
+            else:
+                results[i] = cached
+        hits = len(clips) - len(todo)
+        bar = tqdm(
+            total=len(clips), initial=hits, desc=desc or f"{self.stage}:{step.name}", unit="clip",
+            disable=not self.params.progress or not clips, mininterval=0.5, dynamic_ncols=True,
+        )
+        counts = Counter("dropped" if isinstance(r, Drop) else "kept" for r in results if r is not None)
+        bar.set_postfix(counts, refresh=False)
+
+        def done(indices: Sequence[int], batch_results: Sequence[Result]) -> None:
+            for i, r in zip(indices, batch_results):
+                results[i] = r
+                counts["dropped" if isinstance(r, Drop) else "kept"] += 1
+            bar.update(len(indices))
+            bar.set_postfix(counts, refresh=False)
+
+        size = max(1, int(step.batch_size))
+        batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+        try:
+            if batches and self.params.local:
+                ready = _setup_once(step, self._ready)
+                for b in batches:
+                    done(b, execute_batch(ready, [clips[i] for i in b], [keys[i] for i in b], self.cache))
+            elif batches:
+                self._map_ray(step, clips, keys, batches, done)
+        finally:
+            bar.close()
+        outcome = StepOutcome(step.name, clips, results, hits=hits, misses=len(todo), seconds=time.perf_counter() - t0)  # type: ignore[arg-type]
+        log.info("%s: %d kept, %d dropped (%d cached, %d computed) in %.1fs", step.name,
+                 len(outcome.kept), len(outcome.drops), hits, len(todo), outcome.seconds)
+        return outcome
+
+    # -- Ray ----------------------------------------------------------------------------------------
+    def _map_ray(self, step: Step, clips: list[Clip], keys: list[str], batches: list[list[int]], done: Any) -> None:
+        ray = self._ensure_ray()
+        pool = self._pool(step.resources, len(batches))
+        step_ref = ray.put(step)
+        idle = deque(a for a in pool for _ in range(max(1, self.params.in_flight)))
+        queue = deque(batches)
+        pending: dict[Any, tuple[list[int], Any]] = {}
+        while queue or pending:
+            while queue and idle:
+                actor, batch = idle.popleft(), queue.popleft()
+                ref = actor.run.remote(step_ref, [clips[i] for i in batch], [keys[i] for i in batch])
+                pending[ref] = (batch, actor)
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                batch, actor = pending.pop(ref)
+                try:
+                    batch_results = ray.get(ref)
+                except ray.exceptions.RayTaskError as e:
+                    cause = e.cause if getattr(e, "cause", None) is not None else e
+                    if isinstance(cause, StepSetupError):
+                        raise StepSetupError(str(cause)) from None
+                    batch_results = [Drop(f"error:{type(cause).__name__}", describe_exception(cause))] * len(batch)
+                except ray.exceptions.RayActorError as e:
+                    # Restarts and retries are exhausted: the clip kills its worker every time.
+                    msg = f"worker process died {self.params.max_retries + 1} times on this clip: {str(e).splitlines()[0][:300]}"
+                    batch_results = [Drop("error:WorkerCrashed", msg)] * len(batch)
+                    actor = self._replace(step.resources, actor)
+                done(batch, batch_results)
+                idle.append(actor)
+
+    def _actor_class(self, res: Resources) -> Any:
+        ray = self._ray
+        return ray.remote(
+            num_cpus=res.cpus, num_gpus=res.gpus or 0,
+            max_restarts=self.params.max_retries, max_task_retries=self.params.max_retries,
+        )(_Worker)
+
+    def _env(self) -> dict[str, str]:
+        return {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+
+    def _pool(self, res: Resources, n_tasks: int) -> list[Any]:
+        ray = self._ray
+        for other in [r for r in self._pools if r != res]:  # free resources held by other shapes
+            for actor in self._pools.pop(other):
+                ray.kill(actor)
+        total = ray.cluster_resources()
+        slots = int(total.get("CPU", 1) // res.cpus) if res.cpus > 0 else n_tasks
+        if res.gpus > 0:
+            gpus = total.get("GPU", 0)
+            if gpus < res.gpus:
+                raise StepSetupError(f"step needs {res.gpus} GPU per worker but the Ray cluster has {gpus}")
+            slots = min(slots, int(gpus // res.gpus)) if res.cpus > 0 else int(gpus // res.gpus)
+        want = max(1, min(slots, n_tasks))
+        pool = self._pools.setdefault(res, [])
+        cls = self._actor_class(res)
+        while len(pool) < want:
+            pool.append(cls.remote(str(self.cache.root), self._env()))
+        return pool
+
+    def _replace(self, res: Resources, actor: Any) -> Any:
+        pool = self._pools.get(res, [])
+        try:
+            self._ray.kill(actor)
+        except Exception:  # noqa: BLE001 - it is already dead
+            pass
+        fresh = self._actor_class(res).remote(str(self.cache.root), self._env())
+        if actor in pool:
+            pool[pool.index(actor)] = fresh
+        return fresh
+
+
+def _ray_temp_dir(configured: str) -> str:
+    """An absolute Ray temp dir; Unix socket paths are limited to ~107 bytes, so long ones move to /tmp."""
+    path = Path(configured).resolve()
+    if len(str(path)) > 40:
+        path = Path("/tmp") / f"ray-{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
