@@ -77,18 +77,26 @@ def packet_times(path: Path | str, stream: str) -> np.ndarray:
     return np.asarray(sorted(rows), dtype=np.float64).reshape(-1, 2)
 
 
-def decode_audio(path: Path | str, sample_rate: int, stream: int = 0) -> np.ndarray:
-    """The whole audio stream as mono float32 at ``sample_rate`` (soxr resampler, channels averaged).
+def decode_audio(path: Path | str, sample_rate: int, channels: int | None = None, stream: int = 0) -> np.ndarray:
+    """The whole audio stream as mono float32 at ``sample_rate`` (soxr resampler).
 
-    Sample 0 is the stream's first decoded sample (its ``start_time``), so callers align it to the
-    video timeline themselves.
+    Channels are averaged in numpy (ffmpeg's own downmix applies a -3 dB centre gain per channel,
+    which would make stereo speech 3 dB louder than either channel). Sample 0 is the stream's
+    first decoded sample (its ``start_time``): callers align it to the video timeline themselves.
     """
+    if channels is None:
+        audio = [s for s in ffprobe(path).get("streams", []) if s.get("codec_type") == "audio"]
+        if len(audio) <= stream:
+            raise MediaError(f"{path}: no audio stream {stream}")
+        channels = int(audio[stream].get("channels") or 1)
     out = run_ffmpeg(
-        ["-i", str(path), "-map", f"0:a:{stream}", "-vn", "-ac", "1", "-af", f"aresample={sample_rate}:resampler=soxr",
+        ["-i", str(path), "-map", f"0:a:{stream}", "-vn", "-af", f"aresample={sample_rate}:resampler=soxr",
          "-f", "f32le", "-acodec", "pcm_f32le", "-"],
         what=str(path),
     )
-    return np.frombuffer(out, dtype="<f4").copy()
+    x = np.frombuffer(out, dtype="<f4")
+    x = x[: x.size - x.size % channels].reshape(-1, channels)
+    return x.mean(axis=1, dtype=np.float32) if channels > 1 else x[:, 0].copy()
 
 
 def parse_rate(text: str | None) -> float:

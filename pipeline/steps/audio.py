@@ -41,7 +41,7 @@ class AudioParams:
 
 class DecodeAudio(Step):
     name = "audio"
-    version = "1"
+    version = "2"
     resources = Resources(cpus=1)
 
     def __init__(self, params: AudioParams | None = None):
@@ -51,7 +51,7 @@ class DecodeAudio(Step):
         p = self.params
         probe = clip.meta["probe"]
         try:
-            x = decode_audio(clip.source, p.sample_rate)
+            x = decode_audio(clip.source, p.sample_rate, channels=int(probe["audio_channels"]) or None)
         except MediaError as e:
             return Drop(UNREADABLE, str(e))
         if x.size == 0:

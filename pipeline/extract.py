@@ -1,0 +1,158 @@
+"""``extract@<feature>-<dataset>``: run one feature extractor over a dataset's clip shards.
+
+    python -m pipeline.extract <feature> <dataset> [--local]
+
+Reads ``shards/clips/<dataset>/``, unpacks each clip's media once into the content-addressed blob
+store of the cache (``<cache>/blobs/``; the ingest hashes name them, so a re-run unpacks nothing),
+maps the extractor over the clips with the runner (cached per clip), and writes the sidecar
+``shards/features/<feature>/<dataset>/`` with the clip shards' names and key order, plus its
+``rejects.parquet`` and ``reports/extract/<feature>-<dataset>.json``. A clip the extractor drops
+still gets a sidecar ``json`` (``{"status": "dropped", "reason": ...}``) so sidecars stay aligned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pipeline import features as features_mod
+from pipeline import params, weights
+from pipeline.cache import Cache, CacheParams
+from pipeline.clip import Clip, Drop, canonical_json
+from pipeline.runner import Runner, RunnerParams
+from pipeline.shards import MANIFEST, REJECT_SCHEMA, ShardParams, iter_samples, load_json, write_sidecars
+from pipeline.stats import StageStats, write_json
+
+log = logging.getLogger("pipeline.extract")
+
+
+def unpack_clips(clip_dir: Path, cache: Cache, needs: dict[str, Path] | None = None) -> list[Clip]:
+    """Clip records of a shard set, with ``files`` pointing at unpacked blobs (written once).
+
+    ``needs`` maps other features to their sidecar folders; their members are unpacked too, as
+    ``files["<feature>.<ext>"]``.
+    """
+    sets = {"": clip_dir, **(needs or {})}
+    by_key: dict[str, dict[str, Any]] = {}
+    for feature, folder in sets.items():
+        if not (folder / MANIFEST).is_file():
+            raise FileNotFoundError(f"{folder}/{MANIFEST} not found: run the stage that writes it first "
+                                    f"({'ingest' if not feature else 'extract@' + feature})")
+        for sample in iter_samples(folder):
+            entry = by_key.setdefault(sample["__key__"], {"files": {}})
+            for ext, data in sample.items():
+                if ext.startswith("__"):
+                    continue
+                if not feature and ext == "json":
+                    entry["json"] = load_json(data)
+                    continue
+                name = ext if not feature else f"{feature}.{ext}"
+                entry["files"][name] = str(_blob(cache, data, ext))
+    clips = []
+    for key, entry in by_key.items():
+        if "json" not in entry:
+            raise KeyError(f"{key}: present in a sidecar but not in {clip_dir}")
+        d = dict(entry["json"])
+        clip = Clip(key=d["key"], dataset=d["dataset"], source=d["source_rel"], source_rel=d["source_rel"],
+                    source_hash=d["source_hash"], start=d["start"], duration=d["duration"], meta=d["meta"],
+                    scores=d["scores"], files=entry["files"],
+                    file_hashes={n: Path(p).name.split(".", 1)[0] for n, p in entry["files"].items()})
+        clips.append(clip)
+    return sorted(clips, key=lambda c: c.key)
+
+
+def _blob(cache: Cache, data: bytes, ext: str) -> Path:
+    import hashlib
+
+    digest = hashlib.sha256(data).hexdigest()
+    path = cache.root / "blobs" / digest[:2] / f"{digest}.{ext}"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return path
+
+
+def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None = None, params_file: Path | None = None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    data = params.read_yaml(params_file)
+    where = str(params_file or params.params_path())
+    raw = params.section(data, f"features.{feature}", where) or {}
+    module = features_mod.load_module(feature, raw.get("module", ""))
+    fparams = params.from_dict(module.Params, raw, f"{where}: features.{feature}")
+    wparams = params.load(weights.WeightsParams, "weights", where, data)
+    rparams = params.load(RunnerParams, "runner", where, data)
+    if local is not None:
+        from dataclasses import replace
+
+        rparams = replace(rparams, local=local)
+    cache = Cache(root / params.load(CacheParams, "cache", where, data).dir)
+    shard_root = root / params.load(ShardParams, "shards", where, data).root
+    extractor = module.Extractor(fparams, wparams, root)
+
+    needs = {f: shard_root / "features" / f / dataset for f in extractor.needs}
+    clips = unpack_clips(shard_root / "clips" / dataset, cache, needs)
+    stats = StageStats("extract", f"{feature}-{dataset}", inputs=len(clips))
+    with Runner(rparams, cache, stage=f"extract@{feature}-{dataset}") as runner:
+        outcome = runner.map(extractor, clips)
+    stats.add(outcome)
+
+    provenance = extractor.provenance()
+    samples: dict[str, list[tuple[str, bytes]]] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    rejects = []
+    for clip, result in zip(outcome.inputs, outcome.results):
+        if isinstance(result, Drop):
+            body = {"status": "dropped", "reason": result.reason, "message": result.message, **provenance}
+            samples[clip.key] = [("json", canonical_json(body).encode())]
+            rows[clip.key] = {"status": result.reason}
+            rejects.append({"dataset": dataset, "source": clip.source_rel, "key": clip.key, "step": feature,
+                            "reason": result.reason, "message": result.message})
+            continue
+        (out,) = result
+        body = {"status": "ok", "key": clip.key, "values": out.meta.get(feature, {}), **provenance}
+        members = [("json", canonical_json(body).encode())]
+        prefix = f"{feature}."
+        for name, path in sorted(out.files.items()):
+            if name.startswith(prefix):
+                members.append((name[len(prefix):], Path(path).read_bytes()))
+        samples[clip.key] = members
+        rows[clip.key] = {"status": "ok", **{f"score_{k}": float(v) for k, v in sorted(out.scores.items()) if k.startswith(feature)}}
+
+    out_dir = shard_root / "features" / feature / dataset
+    write_sidecars(out_dir, shard_root / "clips" / dataset, samples, rows)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA), out_dir / "rejects.parquet")
+    report = stats.to_json(kept=len(outcome.kept), seconds=time.perf_counter() - t0)
+    report["tiny_weights"] = extractor.tiny
+    write_json(root / "reports" / "extract" / f"{feature}-{dataset}.json", report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Run one feature extractor over a dataset's clip shards.")
+    ap.add_argument("feature")
+    ap.add_argument("dataset")
+    ap.add_argument("--local", action="store_true", default=None)
+    ap.add_argument("--params", type=Path, default=None)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run(args.feature, args.dataset, local=args.local, params_file=args.params)
+    except (params.ParamsError, weights.WeightsError, FileNotFoundError, ValueError) as e:
+        log.error("%s", e)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Feature extractors: the ``extract@<feature>-<dataset>`` contract (DESIGN 3.2, 3.4, 5).
+
+A feature is a module ``pipeline/features/<feature>.py`` defining
+
+* ``Params``: a frozen dataclass, the ``features.<feature>`` section of params.yaml (it may use
+  the common keys of :class:`FeatureParams`: ``enabled``, ``batch_size``, ``cpus``, ``gpus``);
+* ``WEIGHTS``: the :class:`~pipeline.weights.ModelSpec` of every model it loads;
+* ``Extractor``: a subclass of :class:`Extractor`.
+
+An extractor gets clips whose ``files`` hold the clip's ``mp4`` and ``wav`` (and the files of the
+features it ``needs``), and returns the clip with its outputs under ``files["<feature>.<ext>"]``
+and its values under ``meta[<feature>]``. ``pipeline.extract`` turns these into sidecar members
+``<key>.<ext>`` plus ``<key>.json`` (values + provenance: version, params, weights fingerprint,
+``tiny``) aligned with the clip shards.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar
+
+from pipeline import weights as weights_mod
+from pipeline.steps import Resources, Step
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """Keys every ``features.<feature>`` section understands (subclass it for a feature's own)."""
+
+    enabled: bool = True
+    module: str = ""  # module name when it differs from the feature name (dotted path allowed)
+    batch_size: int = 1
+    cpus: float = 1.0
+    gpus: float = 0.0  # per actor; fractional values share a GPU between actors
+
+
+class Extractor(Step):
+    """A batched step that loads models from verified local folders."""
+
+    weights: ClassVar[tuple[weights_mod.ModelSpec, ...]] = ()
+    needs: ClassVar[tuple[str, ...]] = ()  # other features whose sidecar files this one reads
+
+    def __init__(self, params: FeatureParams, weights_params: weights_mod.WeightsParams, root: Path = Path(".")):
+        super().__init__(params)
+        self.resources = Resources(cpus=params.cpus, gpus=params.gpus)
+        self.batch_size = params.batch_size
+        # Resolved in the driver: a missing paper folder fails before any worker starts, and tiny
+        # stand-ins are generated once, not by every worker.
+        self.folders = {spec.name: weights_mod.ensure(spec, weights_params, root) for spec in self.weights}
+        self._weights_fp = "|".join(f"{n}={weights_mod.fingerprint(p)}" for n, p in sorted(self.folders.items()))
+        self.tiny = any(weights_mod.is_tiny(p) for p in self.folders.values())
+
+    def weights_fingerprint(self) -> str:
+        return self._weights_fp
+
+    def provenance(self) -> dict[str, Any]:
+        """What every sidecar json of this feature records about how it was computed."""
+        from pipeline import params as params_mod
+
+        return {
+            "feature": self.name, "version": self.version, "params": params_mod.as_dict(self.params),
+            "weights": {n: weights_mod.fingerprint(p)[:16] for n, p in sorted(self.folders.items())},
+            "tiny": self.tiny,
+        }
+
+
+def load_module(feature: str, module: str = "") -> ModuleType:
+    name = module or feature
+    path = name if "." in name else f"pipeline.features.{name}"
+    try:
+        mod = importlib.import_module(path)
+    except ModuleNotFoundError as e:
+        if e.name == path:
+            raise ValueError(f"feature '{feature}': no module {path} (add pipeline/features/{name}.py or set features.{feature}.module)") from None
+        raise
+    for attr in ("Params", "Extractor"):
+        if not hasattr(mod, attr):
+            raise ValueError(f"feature module {path} must define {attr}")
+    return mod

@@ -1,0 +1,176 @@
+"""``report``: one page a person can read about the data (DESIGN 3.6).
+
+    python -m pipeline.report
+
+Reads every ``shards/clips/<dataset>/`` (manifest, rejects, a few clips) and the stage metrics
+under ``reports/``, and writes ``reports/data.md`` (tables: clips, hours, drops by reason, the
+rejects with their messages) and ``reports/index.html`` (the same with example frames embedded,
+so the page is one self-contained file). Results computed with tiny stand-in weights are marked.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import os
+import subprocess
+import sys
+import tarfile
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from pipeline import params
+from pipeline.shards import MANIFEST, REJECTS, ShardParams
+
+log = logging.getLogger("pipeline.report")
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    """``report`` section of params.yaml."""
+
+    frames_per_dataset: int = 4  # example clips shown per dataset (one frame each, mid-clip)
+    max_reject_rows: int = 50  # rejects listed per dataset (all are in rejects.parquet)
+
+
+def middle_frame_jpeg(mp4: bytes, width: int = 256) -> bytes:
+    """One JPEG of the middle of an mp4 given as bytes (decoded from a pipe: needs +faststart)."""
+    proc = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-i", "pipe:0", "-vf",
+         f"select=eq(n\\,12),scale={width}:-2", "-frames:v", "1", "-f", "image2", "-c:v", "mjpeg", "pipe:1"],
+        input=mp4, capture_output=True,
+    )
+    return proc.stdout if proc.returncode == 0 else b""
+
+
+def example_frames(folder: Path, keys: list[str]) -> dict[str, bytes]:
+    want, out = set(keys), {}
+    for tar_path in sorted(folder.glob("*.tar")):
+        with tarfile.open(tar_path) as tar:
+            for member in tar:
+                key, ext = member.name.split(".", 1)
+                if ext == "mp4" and key in want:
+                    out[key] = middle_frame_jpeg(tar.extractfile(member).read())  # type: ignore[union-attr]
+        if len(out) == len(want):
+            break
+    return out
+
+
+def dataset_summary(folder: Path, rp: ReportParams) -> dict[str, Any]:
+    manifest = pq.read_table(folder / MANIFEST).to_pylist() if (folder / MANIFEST).exists() else []
+    rejects = pq.read_table(folder / REJECTS).to_pylist() if (folder / REJECTS).exists() else []
+    n = max(rp.frames_per_dataset, 0)
+    step = max(1, len(manifest) // n) if n and manifest else 1
+    picks = [r["key"] for r in manifest[::step][:n]]
+    return {
+        "name": folder.name,
+        "clips": len(manifest),
+        "hours": sum(r.get("duration", 0.0) for r in manifest) / 3600,
+        "sources": len({r["source"] for r in manifest} | {r["source"] for r in rejects}),
+        "speakers": len({r.get("speaker") for r in manifest}),
+        "reasons": Counter(r["reason"] for r in rejects),
+        "rejects": rejects,
+        "frames": example_frames(folder, picks),
+        "manifest": {r["key"]: r for r in manifest},
+    }
+
+
+def _tiny_models(root: Path) -> list[str]:
+    names = []
+    for manifest in sorted((root / "weights").glob("*/manifest.json")):
+        try:
+            names += [m["name"] for m in json.loads(manifest.read_text()).get("models", []) if m.get("tiny")]
+        except ValueError:
+            continue
+    return names
+
+
+def render(summaries: list[dict[str, Any]], metrics: dict[str, Any], tiny: list[str], rp: ReportParams) -> tuple[str, str]:
+    """(markdown, html) of the data report."""
+    md = ["# SynchroRaMa data report", ""]
+    if tiny:
+        md += [f"> **Tiny stand-in weights** ({', '.join(tiny)}): model outputs on this page prove the machinery, not quality.", ""]
+    md += ["| dataset | sources | clips | hours | speakers | dropped (by reason) |", "|---|---|---|---|---|---|"]
+    for s in summaries:
+        reasons = ", ".join(f"{r}: {c}" for r, c in sorted(s["reasons"].items())) or "none"
+        md.append(f"| {s['name']} | {s['sources']} | {s['clips']} | {s['hours']:.3f} | {s['speakers']} | {reasons} |")
+    for s in summaries:
+        md += ["", f"## {s['name']}", ""]
+        m = metrics.get(s["name"])
+        if m:
+            md.append(f"ingest: {m.get('kept')} kept, {m.get('dropped')} dropped in {m.get('seconds')} s ({m.get('runner')})")
+            md.append("")
+        if s["rejects"]:
+            md += ["| source | clip | step | reason | message |", "|---|---|---|---|---|"]
+            for r in s["rejects"][: rp.max_reject_rows]:
+                msg = r["message"].replace("|", "\\|").replace("\n", " ")[:160]
+                md.append(f"| {r['source']} | {r['key'] or '-'} | {r['step']} | `{r['reason']}` | {msg} |")
+            if len(s["rejects"]) > rp.max_reject_rows:
+                md.append(f"| ... {len(s['rejects']) - rp.max_reject_rows} more in rejects.parquet | | | | |")
+        md += ["", "Example frames: " + ", ".join(f"`{k}`" for k in s["frames"]) if s["frames"] else "No clips."]
+
+    h = ["<!doctype html><html><head><meta charset='utf-8'><title>SynchroRaMa data report</title>",
+         "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}"
+         "td,th{border:1px solid #ccc;padding:4px 8px;font-size:14px;text-align:left}.tiny{background:#fff3cd;padding:.6em;border:1px solid #e0c96b}"
+         "figure{display:inline-block;margin:6px}figcaption{font-size:12px;max-width:256px;word-break:break-all}code{font-size:13px}</style></head><body>",
+         "<h1>SynchroRaMa data report</h1>"]
+    if tiny:
+        h.append(f"<p class='tiny'><b>Tiny stand-in weights</b> ({html.escape(', '.join(tiny))}): model outputs on this page prove the machinery, not quality.</p>")
+    h.append("<table><tr><th>dataset</th><th>sources</th><th>clips</th><th>hours</th><th>speakers</th><th>dropped (by reason)</th></tr>")
+    for s in summaries:
+        reasons = ", ".join(f"{html.escape(r)}: {c}" for r, c in sorted(s["reasons"].items())) or "none"
+        h.append(f"<tr><td>{html.escape(s['name'])}</td><td>{s['sources']}</td><td>{s['clips']}</td><td>{s['hours']:.3f}</td><td>{s['speakers']}</td><td>{reasons}</td></tr>")
+    h.append("</table>")
+    for s in summaries:
+        h.append(f"<h2>{html.escape(s['name'])}</h2>")
+        for key, jpg in s["frames"].items():
+            row = s["manifest"].get(key, {})
+            cap = f"{key} ({row.get('duration', 0):.2f} s, {row.get('width')}x{row.get('height')})"
+            img = f"<img src='data:image/jpeg;base64,{base64.b64encode(jpg).decode()}' width='256'>" if jpg else "(no frame)"
+            h.append(f"<figure>{img}<figcaption>{html.escape(cap)}</figcaption></figure>")
+        if s["rejects"]:
+            h.append("<table><tr><th>source</th><th>clip</th><th>step</th><th>reason</th><th>message</th></tr>")
+            for r in s["rejects"][: rp.max_reject_rows]:
+                h.append("<tr>" + "".join(f"<td>{html.escape(str(r[c] or '-'))[:300]}</td>" for c in ("source", "key", "step")) +
+                         f"<td><code>{html.escape(r['reason'])}</code></td><td>{html.escape(r['message'])[:300]}</td></tr>")
+            h.append("</table>")
+    h.append("</body></html>")
+    return "\n".join(md) + "\n", "\n".join(h) + "\n"
+
+
+def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, Any]:
+    data = params.read_yaml(params_file)
+    where = str(params_file or params.params_path())
+    rp = params.load(ReportParams, "report", where, data)
+    shard_root = root / params.load(ShardParams, "shards", where, data).root
+    folders = sorted(p for p in (shard_root / "clips").glob("*") if p.is_dir() and not p.name.startswith("."))
+    summaries = [dataset_summary(f, rp) for f in folders]
+    metrics = {}
+    for f in sorted((root / "reports" / "ingest").glob("*.json")):
+        metrics[f.stem] = json.loads(f.read_text())
+    md, page = render(summaries, metrics, _tiny_models(root), rp)
+    for name, text in (("data.md", md), ("index.html", page)):
+        out = root / "reports" / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, out)
+    return {"datasets": [s["name"] for s in summaries]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run()
+    log.info("wrote reports/data.md and reports/index.html")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
