@@ -10,9 +10,10 @@ For each ``map(step, clips)``:
    runs once per actor; batched steps get up to ``batch_size`` clips per call);
 3. a worker writes each result straight into the cache (atomic rename), so a killed run resumes;
 4. an exception on a clip becomes ``Drop("error:<Type>")`` (cached like any reject; set
-   ``runner.retry_errors`` to recompute those); a worker process that dies is restarted and its
-   task retried ``max_retries`` times, then its clips are dropped as ``error:WorkerCrashed`` (not
-   cached); an exception in ``setup()`` is a configuration error and stops the stage.
+   ``runner.retry_errors`` to recompute those); a worker process that dies (segfault, OOM kill)
+   is restarted by Ray, which re-runs its batch up to ``max_retries`` times; then its clips are
+   dropped as ``error:WorkerCrashed`` (not cached); an exception in ``setup()`` is a
+   configuration error and stops the stage.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class RunnerParams:
     local: bool = False  # run in-process without Ray (debugging, tiny jobs)
     max_retries: int = 2  # restarts of a crashed worker, and retries of its task
     retry_errors: bool = False  # recompute cached error:<Type> rejects instead of reusing them
-    in_flight: int = 2  # tasks queued per actor, to hide scheduling latency
+    in_flight: int = 1  # tasks queued per actor; >1 hides latency of very short steps, but a crash then also costs the queued task a retry
     object_store_mb: int = 512  # local Ray object store (records are small; media stay on disk)
     temp_dir: str = ".ray"  # Ray session files for a local Ray (relative to the work tree)
     progress: bool = True
@@ -271,6 +272,7 @@ class Runner:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 batch, actor = pending.pop(ref)
+                idle.append(actor)  # Ray restarts a dead actor behind the same handle
                 try:
                     batch_results = ray.get(ref)
                 except ray.exceptions.RayTaskError as e:
@@ -278,19 +280,19 @@ class Runner:
                     if isinstance(cause, StepSetupError):
                         raise StepSetupError(str(cause)) from None
                     batch_results = [Drop(f"error:{type(cause).__name__}", describe_exception(cause))] * len(batch)
-                except ray.exceptions.RayActorError as e:
-                    # Restarts and retries are exhausted: the clip kills its worker every time.
+                except ray.exceptions.RayActorError as e:  # includes ActorUnavailableError
+                    # Ray restarted the worker and re-ran the batch max_retries times: it kills its worker.
                     msg = f"worker process died {self.params.max_retries + 1} times on this clip: {str(e).splitlines()[0][:300]}"
-                    batch_results = [Drop("error:WorkerCrashed", msg)] * len(batch)
-                    actor = self._replace(step.resources, actor)
+                    batch_results = [Drop("error:WorkerCrashed", msg)] * len(batch)  # not cached: may be transient
                 done(batch, batch_results)
-                idle.append(actor)
 
     def _actor_class(self, res: Resources) -> Any:
         ray = self._ray
         return ray.remote(
             num_cpus=res.cpus, num_gpus=res.gpus or 0,
-            max_restarts=self.params.max_retries, max_task_retries=self.params.max_retries,
+            # A dead worker comes back (restarts are unlimited) and Ray re-runs the task it was running,
+            # max_retries times. One task per actor at a time, so a crash only costs its own batch.
+            max_restarts=-1, max_task_retries=self.params.max_retries,
         )(_Worker)
 
     def _env(self) -> dict[str, str]:
@@ -314,17 +316,6 @@ class Runner:
         while len(pool) < want:
             pool.append(cls.remote(str(self.cache.root), self._env()))
         return pool
-
-    def _replace(self, res: Resources, actor: Any) -> Any:
-        pool = self._pools.get(res, [])
-        try:
-            self._ray.kill(actor)
-        except Exception:  # noqa: BLE001 - it is already dead
-            pass
-        fresh = self._actor_class(res).remote(str(self.cache.root), self._env())
-        if actor in pool:
-            pool[pool.index(actor)] = fresh
-        return fresh
 
 
 def _ray_temp_dir(configured: str) -> str:

@@ -148,5 +148,5 @@ def test_end_to_end_through_params(tmp_path: Path) -> None:
     assert datasets.list_sources("hdtf", entry, root=tmp_path) == sources
     with pytest.raises(ParamsError, match="use_annotation"):
         datasets.list_sources("hdtf", {"adapter": "hdtf", "raw_dir": "data/hdtf", "use_annotation": True}, root=tmp_path)
-    with pytest.raises(DatasetError, match="categories"):
+    with pytest.raises(ParamsError, match=r"datasets.hdtf: hdtf option categories"):
         datasets.list_sources("hdtf", {"adapter": "hdtf", "raw_dir": "data/hdtf", "categories": ["wda"]}, root=tmp_path)

@@ -145,5 +145,5 @@ def test_end_to_end_through_params(raw: Path) -> None:
         datasets.list_sources("mead", {"adapter": "mead", "raw_dir": str(raw), "emotion": ["angry"]})
     with pytest.raises(ParamsError, match=r"datasets\.mead\.levels"):
         datasets.list_sources("mead", {"adapter": "mead", "raw_dir": str(raw), "levels": ["1"]})
-    with pytest.raises(DatasetError, match="views"):
+    with pytest.raises(ParamsError, match=r"datasets.mead: mead option views"):
         datasets.list_sources("mead", {"adapter": "mead", "raw_dir": str(raw), "views": ["Front"]})

@@ -1,0 +1,135 @@
+"""The runner: cache hits never reach workers, errors become rejects, crashed workers are retried."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.cache import Cache
+from pipeline.clip import Clip, Drop
+from pipeline.runner import Runner, RunnerParams, StepSetupError
+from pipeline.steps import Resources, Step
+
+
+class Double(Step):
+    """Writes a file with the clip's number doubled; counts its calls in a folder."""
+
+    name = "double"
+    resources = Resources(cpus=1)
+
+    def __init__(self, log_dir: str, fail_on: int = -1):
+        super().__init__({"fail_on": fail_on})
+        self.log_dir, self.fail_on = log_dir, fail_on
+
+    def setup(self):
+        Path(self.log_dir, f"setup-{os.getpid()}").touch()
+
+    def __call__(self, clip, out):
+        n = int(clip.key)
+        Path(self.log_dir, f"call-{n}").touch()
+        if n == self.fail_on:
+            raise ValueError(f"bad clip {n}")
+        (out / "x.txt").write_text(str(2 * n))
+        return clip.evolve(files={"x": str(out / "x.txt")}, scores={"n2": 2 * n})
+
+
+class CrashOnce(Step):
+    """Kills its worker process the first time it sees each clip (a segfault, an OOM kill)."""
+
+    name = "crash_once"
+
+    def __init__(self, log_dir: str, always: bool = False):
+        super().__init__({"always": always})
+        self.log_dir, self.always = log_dir, always
+
+    def __call__(self, clip, out):
+        marker = Path(self.log_dir, f"crashed-{clip.key}")
+        if self.always or not marker.exists():
+            marker.touch()
+            os._exit(1)
+        return clip
+
+
+class BrokenSetup(Step):
+    name = "broken"
+
+    def setup(self):
+        raise FileNotFoundError("weights/tiny/x/config.json missing")
+
+    def __call__(self, clip, out):
+        return clip
+
+
+def clips(n):
+    return [Clip(key=str(i), dataset="d", source=f"/s/{i}", source_rel=f"{i}", source_hash=str(i)) for i in range(n)]
+
+
+def calls(log_dir, prefix="call-"):
+    return sorted(p.name for p in Path(log_dir).iterdir() if p.name.startswith(prefix))
+
+
+@pytest.fixture
+def env(tmp_path):
+    (tmp_path / "log").mkdir()
+    return Cache(tmp_path / "cache"), str(tmp_path / "log")
+
+
+def test_local_results_in_order_errors_become_rejects_and_are_cached(env):
+    cache, log = env
+    with Runner(RunnerParams(local=True, progress=False), cache) as r:
+        out = r.map(Double(log, fail_on=3), clips(5))
+        assert [c.scores["n2"] for c in out.kept] == [0, 2, 4, 8]
+        (bad, drop), = out.drops
+        assert bad.key == "3" and drop.reason == "error:ValueError" and "bad clip 3" in drop.message and "test_runner.py" in drop.message
+        assert (out.hits, out.misses) == (0, 5)
+        assert len(calls(log, "setup-")) == 1  # once per worker, not per clip
+        again = r.map(Double(log, fail_on=3), clips(6))
+    assert (again.hits, again.misses) == (5, 1)
+    assert again.results[:5] == out.results
+    assert calls(log).count("call-5") == 1 and len(calls(log)) == 6
+
+
+def test_retry_errors_recomputes_only_error_rejects(env):
+    cache, log = env
+    with Runner(RunnerParams(local=True, progress=False), cache) as r:
+        r.map(Double(log, fail_on=3), clips(5))
+    with Runner(RunnerParams(local=True, progress=False, retry_errors=True), cache) as r:
+        out = r.map(Double(log, fail_on=3), clips(5))
+    assert (out.hits, out.misses) == (4, 1)
+
+
+def test_setup_failure_stops_the_stage(env):
+    cache, _ = env
+    with Runner(RunnerParams(local=True, progress=False), cache) as r:
+        with pytest.raises(StepSetupError, match="config.json missing"):
+            r.map(BrokenSetup(), clips(2))
+
+
+def test_all_hits_never_start_ray(env):
+    cache, log = env
+    with Runner(RunnerParams(local=True, progress=False), cache) as r:
+        r.map(Double(log), clips(3))
+    with Runner(RunnerParams(progress=False), cache) as r:  # Ray mode, but nothing to compute
+        out = r.map(Double(log), clips(3))
+        assert r._ray is None and out.hits == 3
+
+
+@pytest.mark.slow
+def test_ray_two_workers_crash_retry_and_setup_errors(env):
+    cache, log = env
+    params = RunnerParams(num_cpus=2, max_retries=1, progress=False, temp_dir=str(Path(log).parent / "ray"))
+    with Runner(params, cache) as r:
+        out = r.map(Double(log, fail_on=2), clips(6))
+        assert [c.key for c in out.kept] == ["0", "1", "3", "4", "5"]
+        assert out.drops[0][1].reason == "error:ValueError"
+        assert len(calls(log, "setup-")) == 2  # two actors, each set up once
+
+        crash = r.map(CrashOnce(log), clips(2))  # each clip kills its worker once, then succeeds
+        assert [c.key for c in crash.kept] == ["0", "1"]
+
+        dead = r.map(CrashOnce(log, always=True), clips(1)[:1])
+        assert dead.drops[0][1].reason == "error:WorkerCrashed"
+        assert cache.get("crash_once", Cache.key(CrashOnce(log, always=True).identity(), clips(1)[0])) is None  # not cached
+
+        with pytest.raises(StepSetupError):
+            r.map(BrokenSetup(), clips(1))
