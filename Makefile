@@ -16,6 +16,8 @@ export RAY_USAGE_STATS_ENABLED := 0
 export DVC_NO_ANALYTICS := 1
 export OMP_NUM_THREADS := 1
 export PYTHONHASHSEED := 0
+# dvc runs stage commands with `python` from PATH: the project venv.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup demo test bench clean help
 help:

@@ -7,6 +7,7 @@ what ffmpeg said about the file.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,8 +29,13 @@ def require_ffmpeg() -> None:
             raise MediaError(f"{tool} not found on PATH: install it (`apt-get install -y ffmpeg`, which `make setup` does)")
 
 
+_ADDRESS = re.compile(r" @ 0x[0-9a-f]+")
+
+
 def _tail(stderr: bytes, n: int = 3) -> str:
-    lines = [ln for ln in stderr.decode("utf-8", "replace").strip().splitlines() if ln.strip()]
+    """ffmpeg's last lines, without the memory addresses it prints (they differ run to run)."""
+    text = _ADDRESS.sub("", stderr.decode("utf-8", "replace"))
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return " | ".join(lines[-n:]) if lines else "no message"
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import time
 import traceback
 from collections import Counter, deque
@@ -113,9 +114,13 @@ def execute_batch(step: Step, clips: Sequence[Clip], keys: Sequence[str], cache:
             result = as_result(output)
         except TypeError as e:
             result = Drop("error:TypeError", str(e))
-        if isinstance(result, Drop):  # files of a rejected clip are not kept
-            for p in list(workdir.iterdir()):
-                p.unlink() if p.is_file() else None
+        if isinstance(result, Drop):
+            # Files of a rejected clip are not kept, and its message names the source relative to the
+            # dataset, so rejects tables are identical on every machine.
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir()
+            if clip.source and clip.source != clip.source_rel:
+                result = Drop(result.reason, result.message.replace(clip.source, clip.source_rel))
         results.append(cache.put(step.name, key, workdir, result))
     return results
 
