@@ -26,7 +26,7 @@ from pipeline import params, weights
 from pipeline.cache import Cache, CacheParams
 from pipeline.clip import Clip, Drop, canonical_json
 from pipeline.runner import Runner, RunnerParams
-from pipeline.shards import MANIFEST, REJECT_SCHEMA, ShardParams, iter_samples, load_json, write_sidecars
+from pipeline.shards import MANIFEST, Reject, ShardParams, iter_samples, load_json, write_sidecars
 from pipeline.stats import StageStats, write_json
 
 log = logging.getLogger("pipeline.extract")
@@ -113,8 +113,7 @@ def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None =
             body = {"status": "dropped", "reason": result.reason, "message": result.message, **provenance}
             samples[clip.key] = [("json", canonical_json(body).encode())]
             rows[clip.key] = {"status": result.reason}
-            rejects.append({"dataset": dataset, "source": clip.source_rel, "key": clip.key, "step": feature,
-                            "reason": result.reason, "message": result.message})
+            rejects.append(Reject(dataset, clip.source_rel, clip.key, feature, result.reason, result.message))
             continue
         (out,) = result
         body = {"status": "ok", "key": clip.key, "values": out.meta.get(feature, {}), **provenance}
@@ -127,11 +126,7 @@ def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None =
         rows[clip.key] = {"status": "ok", **{f"score_{k}": float(v) for k, v in sorted(out.scores.items()) if k.startswith(feature)}}
 
     out_dir = shard_root / "features" / feature / dataset
-    write_sidecars(out_dir, shard_root / "clips" / dataset, samples, rows)
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    pq.write_table(pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA), out_dir / "rejects.parquet")
+    write_sidecars(out_dir, shard_root / "clips" / dataset, samples, rows, rejects)
     report = stats.to_json(kept=len(outcome.kept), seconds=time.perf_counter() - t0)
     report["tiny_weights"] = extractor.tiny
     write_json(root / "reports" / "extract" / f"{feature}-{dataset}.json", report)

@@ -171,9 +171,13 @@ def write_clip_shards(folder: Path, clips: Iterable[Clip], rejects: Iterable[Rej
         tars.close()
         table = _table(rows)
         pq.write_table(table, tmp / MANIFEST)
-        reject_rows = sorted((r.__dict__ for r in rejects), key=lambda r: (r["source"], r["key"], r["step"]))
-        pq.write_table(pa.Table.from_pylist(reject_rows, schema=REJECT_SCHEMA), tmp / REJECTS)
+        _write_rejects(tmp / REJECTS, rejects)
     return table
+
+
+def _write_rejects(path: Path, rejects: Iterable[Reject]) -> None:
+    rows = sorted((dict(r.__dict__) for r in rejects), key=lambda r: (r["source"], r["key"], r["step"]))
+    pq.write_table(pa.Table.from_pylist(rows, schema=REJECT_SCHEMA), path)
 
 
 def _table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -185,7 +189,7 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def write_sidecars(folder: Path, clip_dir: Path, samples: dict[str, Sequence[tuple[str, bytes]]],
-                   extra_rows: dict[str, dict[str, Any]] | None = None) -> pa.Table:
+                   extra_rows: dict[str, dict[str, Any]] | None = None, rejects: Iterable[Reject] = ()) -> pa.Table:
     """Write a feature's sidecar shards aligned with the clip shards in ``clip_dir``.
 
     ``samples[key]`` holds the members (``(ext, bytes)``) of each clip; every clip of the clip
@@ -206,6 +210,7 @@ def write_sidecars(folder: Path, clip_dir: Path, samples: dict[str, Sequence[tup
         tars.close()
         table = _table(rows)
         pq.write_table(table, tmp / MANIFEST)
+        _write_rejects(tmp / REJECTS, rejects)
     return table
 
 

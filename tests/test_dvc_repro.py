@@ -1,0 +1,58 @@
+"""The README's main job: `dvc repro` on the embedded sample, in a temporary copy of the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.shards import read_manifest, read_rejects
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sh(cmd: list[str], cwd: Path, env: dict) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_dvc_repro_on_the_sample(tmp_path):
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    work = tmp_path / "repo"
+    for rel in files:
+        src = REPO / rel
+        if src.is_file():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, work / rel)
+    (work / "dvc.lock").unlink(missing_ok=True)  # a fresh clone before its first run
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    env.pop("SYNCHRORAMA_PARAMS", None)
+    sh(["git", "init", "-q"], work, env)
+
+    out = sh(["dvc", "repro"], work, env)
+    assert "Running stage 'ingest@sample'" in out
+
+    shards = work / "shards" / "clips" / "sample"
+    manifest = read_manifest(shards).to_pylist()
+    reasons = {r["source"]: r["reason"] for r in read_rejects(shards).to_pylist()}
+    assert reasons == {"corrupt_truncated.mp4": "unreadable", "no_audio.mp4": "no_audio", "short_2s.mp4": "too_short"}
+    sources = {r["source"] for r in manifest}
+    assert {"clean_24fps_44k.mp4", "clean_2997fps_48k.mp4", "clean_30fps_44k.mp4", "clean_50fps_48k.mp4", "long_26s.mp4",
+            "music_under_speech.mp4", "two_faces.mp4", "head_turn_60.mp4", "vfr_jitter.mkv", "audio_offset_500ms.mp4"} == sources
+    assert len([r for r in manifest if r["source"] == "long_26s.mp4"]) == 2
+    assert all(3.0 <= r["duration"] <= 20.0 and r["fps"] == 25 and r["sample_rate"] == 16000 for r in manifest)
+    metrics = json.loads((work / "reports" / "ingest" / "sample.json").read_text())
+    assert metrics["kept"] == len(manifest) == 11 and metrics["runner"] == "ray"
+    assert "unreadable" in (work / "reports" / "data.md").read_text()
+    assert (work / "reports" / "index.html").stat().st_size > 10_000
+
+    again = sh(["dvc", "repro"], work, env)
+    assert "Data and pipelines are up to date" in again
+    assert "reports/ingest/sample.json" in sh(["dvc", "metrics", "show"], work, env)
