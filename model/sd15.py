@@ -131,3 +131,24 @@ def load_sd15(folder: str | Path, unet_kwargs: dict[str, Any] | None = None) -> 
     text_encoder = CLIPTextModel.from_pretrained(str(root / "text_encoder"), local_files_only=True)
     tokenizer = CLIPTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True)
     return SD15Components(unet=unet, reference_net=reference_net, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer)
+
+
+def _write_tiny(folder: Path, seed: int) -> None:
+    from model.tiny_sd import write_tiny_sd15
+
+    write_tiny_sd15(folder, seed=seed)
+
+
+def weights_spec() -> Any:
+    """The SD 1.5 folder as a :class:`pipeline.weights.ModelSpec` (the ``weights`` stage builds or verifies it)."""
+    from pipeline.weights import ModelSpec
+
+    return ModelSpec(
+        name="stable-diffusion-v1-5",
+        files=("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "vae/config.json",
+               "vae/diffusion_pytorch_model.safetensors", "text_encoder/config.json", "text_encoder/model.safetensors",
+               "tokenizer/vocab.json", "tokenizer/merges.txt"),
+        make_tiny=_write_tiny,
+        repo_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        licence="CreativeML OpenRAIL-M",
+    )

@@ -48,6 +48,7 @@ class WeightsParams:
     profile: Literal["tiny", "paper"] = "tiny"
     dir: str = "weights"
     seed: int = 0  # seed of the tiny stand-ins
+    backbone: bool = True  # build/verify the SD 1.5 folder the network is initialised from
 
 
 @dataclass(frozen=True)
@@ -153,10 +154,13 @@ def fingerprint(path: Path) -> str:
 
 # -- which models the configured pipeline needs --------------------------------------------------
 def configured_specs(data: dict[str, Any]) -> list[ModelSpec]:
-    """Specs of every enabled feature in ``features`` (each module's ``WEIGHTS``), in params order."""
+    """The SD 1.5 backbone the network starts from, then every enabled feature's ``WEIGHTS``."""
+    from model.sd15 import weights_spec
     from pipeline.features import load_module
 
     specs: dict[str, ModelSpec] = {}
+    if data.get("weights", {}).get("backbone", True):
+        specs["stable-diffusion-v1-5"] = weights_spec()
     for name, entry in (data.get("features") or {}).items():
         entry = entry or {}
         if entry.get("enabled", True) is False:
