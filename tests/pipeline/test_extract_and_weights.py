@@ -77,8 +77,12 @@ def test_a_failing_generator_leaves_no_folder(tmp_path):
 def test_weights_build_writes_a_manifest_of_configured_models(project):
     data = yaml.safe_load((project / "params.yaml").read_text())
     manifest = weights.build(data, WeightsParams(profile="tiny", dir="weights"), project)
-    (entry,) = manifest["models"]
+    backbone, entry = manifest["models"]
+    assert backbone["name"] == "stable-diffusion-v1-5" and backbone["tiny"]
     assert entry["name"] == "fake_wav2vec2" and entry["tiny"] and len(entry["sha256"]) == 64
+    from model.sd15 import verify_sd15_folder
+
+    verify_sd15_folder(project / backbone["path"])  # the network's own loader accepts the generated folder
     assert json.loads((project / "weights" / "tiny" / "manifest.json").read_text()) == manifest
 
 
