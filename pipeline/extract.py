@@ -8,6 +8,12 @@ maps the extractor over the clips with the runner (cached per clip), and writes 
 ``shards/features/<feature>/<dataset>/`` with the clip shards' names and key order, plus its
 ``rejects.parquet`` and ``reports/extract/<feature>-<dataset>.json``. A clip the extractor drops
 still gets a sidecar ``json`` (``{"status": "dropped", "reason": ...}``) so sidecars stay aligned.
+
+Features an extractor ``needs`` (``audio_embed`` reads ``vocals`` when it is enabled) are run
+first through the same runner and per-clip cache: cache hits when their own stage ran with the same
+params and weights, computed (and cached for that stage) otherwise, so stages may run in any order.
+A clip a needed feature drops is rejected with that reason. ``enabled: false`` writes an aligned
+sidecar whose jsons say ``disabled``.
 """
 
 from __future__ import annotations
@@ -95,14 +101,38 @@ def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None =
         rparams = replace(rparams, local=local)
     cache = Cache(root / params.load(CacheParams, "cache", where, data).dir)
     shard_root = root / params.load(ShardParams, "shards", where, data).root
-    extractor = module.Extractor(fparams, wparams, root)
+    if not fparams.enabled:
+        return _disabled(feature, dataset, root, shard_root, t0)
+    extractor = module.Extractor(fparams, wparams, root, features=features_mod.enabled(data))
 
-    needs = {f: shard_root / "features" / f / dataset for f in extractor.needs}
-    clips = unpack_clips(shard_root / "clips" / dataset, cache, needs)
+    clips = unpack_clips(shard_root / "clips" / dataset, cache)
     stats = StageStats("extract", f"{feature}-{dataset}", inputs=len(clips))
+    needed: dict[str, Drop] = {}  # clip key -> drop of a needed feature
     with Runner(rparams, cache, stage=f"extract@{feature}-{dataset}") as runner:
-        outcome = runner.map(extractor, clips)
+        # Features this one reads run first through the same per-clip cache: hits when their own
+        # stage ran already (same params and weights), computed (and cached for it) otherwise.
+        for need in extractor.needs:
+            need_raw = params.section(data, f"features.{need}", where) or {}
+            need_mod = features_mod.load_module(need, need_raw.get("module", ""))
+            need_ext = need_mod.Extractor(params.from_dict(need_mod.Params, need_raw, f"{where}: features.{need}"), wparams, root,
+                                          features=features_mod.enabled(data))
+            need_out = runner.map(need_ext, [c for c in clips if c.key not in needed])
+            stats.add(need_out)
+            merged = {}
+            for c, r in zip(need_out.inputs, need_out.results):
+                if isinstance(r, Drop):
+                    needed[c.key] = Drop(r.reason, f"{need}: {r.message}")
+                else:
+                    (o,) = r
+                    merged[c.key] = c.evolve(files={k: v for k, v in o.files.items() if k.startswith(f"{need}.")},
+                                             file_hashes={k: v for k, v in o.file_hashes.items() if k.startswith(f"{need}.")},
+                                             meta={need: o.meta.get(need, {})})
+            clips = [merged.get(c.key, c) for c in clips]
+        outcome = runner.map(extractor, [c for c in clips if c.key not in needed])
     stats.add(outcome)
+    if needed:  # clips a needed feature dropped: rejected here too, with its reason
+        results = dict(zip((c.key for c in outcome.inputs), outcome.results))
+        outcome.inputs, outcome.results = clips, [needed.get(c.key) or results[c.key] for c in clips]
 
     provenance = extractor.provenance()
     samples: dict[str, list[tuple[str, bytes]]] = {}
@@ -129,7 +159,26 @@ def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None =
     write_sidecars(out_dir, shard_root / "clips" / dataset, samples, rows, rejects)
     report = stats.to_json(kept=len(outcome.kept), seconds=time.perf_counter() - t0)
     report["tiny_weights"] = extractor.tiny
+    report["needs"] = list(extractor.needs)
     write_json(root / "reports" / "extract" / f"{feature}-{dataset}.json", report)
+    return report
+
+
+def _disabled(feature: str, dataset: str, root: Path, shard_root: Path, t0: float) -> dict[str, Any]:
+    """``features.<feature>.enabled: false``: an aligned sidecar whose every json says so (no model runs)."""
+    from pipeline.shards import read_manifest
+
+    clip_dir = shard_root / "clips" / dataset
+    if not (clip_dir / MANIFEST).is_file():
+        raise FileNotFoundError(f"{clip_dir}/{MANIFEST} not found: run the stage that writes it first (ingest)")
+    keys = read_manifest(clip_dir).column("key").to_pylist()
+    body = canonical_json({"status": "disabled", "feature": feature}).encode()
+    write_sidecars(shard_root / "features" / feature / dataset, clip_dir, {k: [("json", body)] for k in keys},
+                   {k: {"status": "disabled"} for k in keys})
+    report = {"stage": "extract", "name": f"{feature}-{dataset}", "inputs": len(keys), "kept": 0, "dropped": 0,
+              "dropped_by_reason": {}, "seconds": round(time.perf_counter() - t0, 3), "disabled": True}
+    write_json(root / "reports" / "extract" / f"{feature}-{dataset}.json", report)
+    log.info("features.%s is disabled: wrote an empty sidecar for %s", feature, dataset)
     return report
 
 

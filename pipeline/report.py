@@ -79,7 +79,28 @@ def dataset_summary(folder: Path, rp: ReportParams) -> dict[str, Any]:
         "rejects": rejects,
         "frames": example_frames(folder, picks),
         "manifest": {r["key"]: r for r in manifest},
+        "features": feature_summary(folder.parent.parent / "features", folder.name),
     }
+
+
+def feature_summary(features_dir: Path, dataset: str) -> dict[str, dict[str, Any]]:
+    """Per feature sidecar of a dataset: clip counts by status and the mean of each score column."""
+    out = {}
+    for side in sorted(features_dir.glob(f"*/{dataset}/{MANIFEST}")):
+        rows = pq.read_table(side).to_pylist()
+        scores = sorted({k for r in rows for k in r if k.startswith("score_")})
+        means = {k[len("score_"):]: sum(r[k] for r in rows if r.get(k) is not None) / max(1, sum(r.get(k) is not None for r in rows)) for k in scores}
+        out[side.parent.parent.name] = {"status": Counter(str(r.get("status")) for r in rows), "means": means}
+    return out
+
+
+def _feature_lines(s: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, f in s.get("features", {}).items():
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(f["status"].items()))
+        means = "; ".join(f"mean {k} {v:.3f}" for k, v in f["means"].items())
+        lines.append(f"{name}: {counts}" + (f" ({means})" if means else ""))
+    return lines
 
 
 def _tiny_models(root: Path) -> list[str]:
@@ -114,6 +135,8 @@ def render(summaries: list[dict[str, Any]], metrics: dict[str, Any], tiny: list[
                 md.append(f"| {r['source']} | {r['key'] or '-'} | {r['step']} | `{r['reason']}` | {msg} |")
             if len(s["rejects"]) > rp.max_reject_rows:
                 md.append(f"| ... {len(s['rejects']) - rp.max_reject_rows} more in rejects.parquet | | | | |")
+        if s.get("features"):
+            md += ["", "Features (clips by status):", ""] + [f"- {line}" for line in _feature_lines(s)]
         md += ["", "Example frames: " + ", ".join(f"`{k}`" for k in s["frames"]) if s["frames"] else "No clips."]
 
     h = ["<!doctype html><html><head><meta charset='utf-8'><title>SynchroRaMa data report</title>",
@@ -130,6 +153,8 @@ def render(summaries: list[dict[str, Any]], metrics: dict[str, Any], tiny: list[
     h.append("</table>")
     for s in summaries:
         h.append(f"<h2>{html.escape(s['name'])}</h2>")
+        if s.get("features"):
+            h.append("<p>Features (clips by status):</p><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in _feature_lines(s)) + "</ul>")
         for key, jpg in s["frames"].items():
             row = s["manifest"].get(key, {})
             cap = f"{key} ({row.get('duration', 0):.2f} s, {row.get('width')}x{row.get('height')})"

@@ -264,7 +264,11 @@ class Runner:
     # -- Ray ----------------------------------------------------------------------------------------
     def _map_ray(self, step: Step, clips: list[Clip], keys: list[str], batches: list[list[int]], done: Any) -> None:
         ray = self._ensure_ray()
-        pool = self._pool(step.resources, len(batches))
+        res = step.resources
+        if res.gpus > 0 and getattr(step, "gpu_optional", False) and ray.cluster_resources().get("GPU", 0) < res.gpus:
+            log.warning("%s: no GPU in the Ray cluster; running its actors on CPU", step.name)
+            res = Resources(cpus=res.cpus, gpus=0.0)
+        pool = self._pool(res, len(batches))
         step_ref = ray.put(step)
         idle = deque(a for a in pool for _ in range(max(1, self.params.in_flight)))
         queue = deque(batches)

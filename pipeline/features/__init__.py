@@ -20,7 +20,7 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterable
 
 from pipeline import weights as weights_mod
 from pipeline.steps import Resources, Step
@@ -41,10 +41,16 @@ class Extractor(Step):
     """A batched step that loads models from verified local folders."""
 
     weights: ClassVar[tuple[weights_mod.ModelSpec, ...]] = ()
-    needs: ClassVar[tuple[str, ...]] = ()  # other features whose sidecar files this one reads
+    # Other features whose outputs this one reads (``files["<feature>.<ext>"]``). An extractor may
+    # set ``self.needs`` in ``__init__`` from its params and ``self.enabled_features``.
+    needs: tuple[str, ...] = ()
+    gpu_optional: ClassVar[bool] = True  # no GPU in the cluster: run on CPU instead of failing
 
-    def __init__(self, params: FeatureParams, weights_params: weights_mod.WeightsParams, root: Path = Path(".")):
+    def __init__(self, params: FeatureParams, weights_params: weights_mod.WeightsParams, root: Path = Path("."),
+                 features: Iterable[str] | None = None):
         super().__init__(params)
+        #: the features enabled in params.yaml (``features.<name>.enabled``), for conditional ``needs``
+        self.enabled_features = frozenset(features or ())
         self.resources = Resources(cpus=params.cpus, gpus=params.gpus)
         self.batch_size = params.batch_size
         # Resolved in the driver: a missing paper folder fails before any worker starts, and tiny
@@ -65,6 +71,11 @@ class Extractor(Step):
             "weights": {n: weights_mod.fingerprint(p)[:16] for n, p in sorted(self.folders.items())},
             "tiny": self.tiny,
         }
+
+
+def enabled(data: dict[str, Any]) -> list[str]:
+    """Names of the features enabled in a params dict (``features.<name>.enabled``, default true)."""
+    return [name for name, entry in (data.get("features") or {}).items() if (entry or {}).get("enabled", True) is not False]
 
 
 def load_module(feature: str, module: str = "") -> ModuleType:

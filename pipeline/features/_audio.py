@@ -1,0 +1,42 @@
+"""Audio helpers shared by the audio extractors: reading a clip's track, resampling, levels."""
+
+from __future__ import annotations
+
+from math import gcd
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+VOCALS_FILE = "vocals.wav"
+
+
+def read_mono(path: str, sample_rate: int = 16000) -> np.ndarray:
+    """A float32 mono signal at ``sample_rate`` (polyphase resampling when the file differs)."""
+    wav, sr = sf.read(path, dtype="float32", always_2d=True)
+    return resample(wav.mean(axis=1), sr, sample_rate)
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Polyphase resampling along the last axis (scipy; no torchaudio)."""
+    if sr_in == sr_out:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    from scipy.signal import resample_poly
+
+    g = gcd(int(sr_in), int(sr_out))
+    return resample_poly(x, sr_out // g, sr_in // g, axis=-1).astype(np.float32)
+
+
+def rms_dbfs(x: np.ndarray) -> float:
+    """RMS level in dBFS (floored at -120 for silence)."""
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+    return round(20 * np.log10(max(rms, 1e-6)), 3)
+
+
+def audio_source(clip: Any, use_vocals: bool) -> tuple[str, str]:
+    """(``"vocals"`` | ``"original"``, path): the vocals track when it is used and present."""
+    if use_vocals:
+        if VOCALS_FILE not in clip.files:
+            raise KeyError(f"{clip.key}: the vocals track ({VOCALS_FILE}) is missing although features.vocals is enabled")
+        return "vocals", clip.files[VOCALS_FILE]
+    return "original", clip.files["wav"]
