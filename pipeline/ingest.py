@@ -3,7 +3,10 @@
     python -m pipeline.ingest <dataset> [--local]
 
 Steps (each cached per clip, DESIGN 3.3): ``probe`` -> ``audio`` (decode, align, loudness) ->
-``segment`` (3-20 s clips at silences) -> ``encode`` (25 fps H.264 + 16 kHz wav). Writes
+``segment`` (3-20 s clips at silences) -> ``face`` (MediaPipe face count, landmarks, head pose,
+crop boxes; scores) -> ``face_filter`` (thresholds on those scores: ``no_face``, ``multi_face``,
+``face_too_small``, ``profile``) -> ``encode`` (25 fps H.264 of the 512x512 face crop + 16 kHz wav;
+the whole frame when ``steps.face.enabled`` is false). Writes
 ``shards/clips/<dataset>/`` (tars, ``manifest.parquet``, ``rejects.parquet``) and
 ``reports/ingest/<dataset>.json``. Every source or clip that does not make it is a rejects row.
 """
@@ -28,6 +31,8 @@ from pipeline.stats import StageStats, write_json
 from pipeline.steps import Step
 from pipeline.steps.audio import AudioParams, DecodeAudio
 from pipeline.steps.encode import Encode, EncodeParams
+from pipeline.steps.face import Face, FaceParams
+from pipeline.steps.face_filter import FaceFilter, FaceFilterParams
 from pipeline.steps.probe import Probe, ProbeParams
 from pipeline.steps.segment import Segment, SegmentParams
 
@@ -41,12 +46,15 @@ class IngestSteps:
     probe: ProbeParams = field(default_factory=ProbeParams)
     audio: AudioParams = field(default_factory=AudioParams)
     segment: SegmentParams = field(default_factory=SegmentParams)
+    face: FaceParams = field(default_factory=FaceParams)
+    face_filter: FaceFilterParams = field(default_factory=FaceFilterParams)
     encode: EncodeParams = field(default_factory=EncodeParams)
 
     def build(self) -> list[Step]:
         if self.segment.fps != self.encode.fps:
             raise params.ParamsError(f"steps.segment.fps ({self.segment.fps}) and steps.encode.fps ({self.encode.fps}) must match")
-        return [Probe(self.probe), DecodeAudio(self.audio), Segment(self.segment), Encode(self.encode)]
+        face = [Face(self.face, fps=self.segment.fps), FaceFilter(self.face_filter)] if self.face.enabled else []
+        return [Probe(self.probe), DecodeAudio(self.audio), Segment(self.segment), *face, Encode(self.encode)]
 
 
 def source_records(name: str, sources: list[datasets.SourceVideo], cache: Cache) -> tuple[list[Clip], list[Reject]]:

@@ -10,8 +10,9 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -113,3 +114,40 @@ def parse_rate(text: str | None) -> float:
         num, den = text.split("/", 1)
         return float(num) / float(den) if float(den) else 0.0
     return float(text)
+
+
+def frame_size(probe: dict[str, Any]) -> tuple[int, int]:
+    """Display ``(width, height)`` of a probed video (ffmpeg auto-rotates 90/270-degree sources)."""
+    w, h = int(probe["width"]), int(probe["height"])
+    return (h, w) if abs(int(probe.get("rotation", 0) or 0)) % 180 == 90 else (w, h)
+
+
+def clip_frames(source: Path | str, seek: float, fps: int, frames: int, size: tuple[int, int],
+                pix_fmt: str = "rgb24", what: str = "") -> Iterator[np.ndarray]:
+    """Yield exactly ``frames`` ``(h, w, 3)`` uint8 frames of a clip at constant ``fps``, scaled to ``size``.
+
+    The same seek and ``fps`` filter as the encoder uses, so frame ``i`` here is frame ``i`` of the
+    clip's mp4. Pads at most a couple of frames at the end (rounding), like the encoder.
+    """
+    w, h = size
+    vf = f"fps=fps={fps}:start_time=0:round=near,tpad=stop_mode=clone:stop=2,scale={w}:{h}:flags=area,format={pix_fmt}"
+    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-ss", f"{max(seek, 0.0):.6f}", "-i", str(source),
+           "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, "-frames:v", str(frames), "-f", "rawvideo", "pipe:1"]
+    nbytes = w * h * 3
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
+        got = 0
+        try:
+            while got < frames:
+                buf = proc.stdout.read(nbytes)  # type: ignore[union-attr]
+                if len(buf) < nbytes:
+                    break
+                got += 1
+                yield np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
+        finally:
+            proc.stdout.close()  # type: ignore[union-attr]
+            rc = proc.wait()
+        if got < frames:
+            err.seek(0)
+            detail = _tail(err.read()) if rc else "no message"
+            raise MediaError(f"ffmpeg decoded {got} of {frames} frames{' of ' + what if what else ''}: {detail}")

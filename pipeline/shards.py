@@ -1,7 +1,7 @@
 """WebDataset shards, their Parquet manifests and feature sidecars (DESIGN 3.4).
 
-Clip shards: ``shards/clips/<dataset>/clips-000000.tar`` holding ``<key>.mp4``, ``<key>.wav``,
-``<key>.json`` per clip, clips sorted by key, a new shard once ``max_bytes`` is reached. Beside
+Clip shards: ``shards/clips/<dataset>/clips-000000.tar`` holding ``<key>.json``, ``<key>.mp4``,
+``<key>.wav`` and any other file a step attached to the clip (``<key>.landmarks.npy``) per clip, clips sorted by key, a new shard once ``max_bytes`` is reached. Beside
 them ``manifest.parquet`` (one row per clip: key, shard, timing, format, scores) and
 ``rejects.parquet`` (one row per rejected source or clip: source, key, step, reason, message).
 
@@ -167,6 +167,8 @@ def write_clip_shards(folder: Path, clips: Iterable[Clip], rejects: Iterable[Rej
                 ("mp4", Path(clip.files["mp4"]).read_bytes()),
                 ("wav", Path(clip.files["wav"]).read_bytes()),
             ]
+            # Any other file a step attached (e.g. "landmarks.npy") goes in as <key>.<name>, in name order.
+            members += [(name, Path(path).read_bytes()) for name, path in sorted(clip.files.items()) if name not in ("mp4", "wav")]
             rows.append(manifest_row(clip, tars.add(clip.key, members)))
         tars.close()
         table = _table(rows)

@@ -6,6 +6,10 @@ handles variable-frame-rate sources by timestamp, not by frame count), pads at m
 frames at the very end (rounding), and encodes exactly ``frames`` frames with ``+faststart`` so
 the mp4 decodes from a pipe. No intermediate files, one decode and one encode per clip.
 
+With the ``face`` step before it, the video is the face crop instead: frames decoded the same way,
+each frame's crop box (``meta["face"]["crop"]``) cut out and resized to ``size`` x ``size`` in numpy/
+OpenCV, padded black outside the frame, and piped to the same x264 settings.
+
 Audio: the clip's slice of the source's aligned, normalised 16 kHz track (see ``audio``), exactly
 ``frames * sample_rate / fps`` samples, written as 16-bit PCM wav. So audio and video of a clip
 have the same duration by construction.
@@ -14,6 +18,8 @@ have the same duration by construction.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from pipeline.clip import Clip
-from pipeline.media import BITEXACT, ffprobe, run_ffmpeg
+from pipeline.media import BITEXACT, MediaError, clip_frames, ffprobe, run_ffmpeg
 from pipeline.steps import Resources, Step
 
 
@@ -34,7 +40,7 @@ class EncodeParams:
     preset: str = "fast"
     gop: int = 25  # keyframe interval: short GOPs make random 14-frame windows cheap to decode
     threads: int = 1  # x264 output depends on the thread count: fixed for byte-identical shards
-    max_side: int = 0  # downscale so the longer side is at most this (0: keep the source size)
+    max_side: int = 0  # without the face step: downscale so the longer side is at most this (0: keep the source size)
 
 
 class Encode(Step):
@@ -55,19 +61,14 @@ class Encode(Step):
 
         # Video: seek on the container clock (ffmpeg's -ss counts from the format start time).
         seek = float(probe["video_start"]) - float(probe.get("format_start", 0.0)) + clip.start
-        vf = [f"fps=fps={p.fps}:start_time=0:round=near", "tpad=stop_mode=clone:stop=2"]
-        if p.max_side:
-            vf.append(f"scale='if(gte(iw,ih),min({p.max_side},iw),-2)':'if(gte(iw,ih),-2,min({p.max_side},ih))'")
-        vf += ["scale=trunc(iw/2)*2:trunc(ih/2)*2", "setsar=1", "format=yuv420p"]
         mp4 = out / "video.mp4"
-        run_ffmpeg(
-            ["-ss", f"{max(seek, 0.0):.6f}", "-i", clip.source, "-map", "0:v:0", "-an", "-sn", "-dn",
-             "-vf", ",".join(vf), "-frames:v", str(frames), "-c:v", "libx264", "-preset", p.preset, "-crf", str(p.crf),
-             "-g", str(p.gop), "-threads", str(p.threads), "-x264-params", "threads=%d" % p.threads,
-             "-movflags", "+faststart", *BITEXACT, str(mp4)],
-            what=clip.source_rel,
-        )
+        face = clip.meta.get("face")
+        if face is not None and face.get("crop"):
+            self._encode_crop(clip, seek, frames, face, mp4)
+        else:
+            self._encode_frame(clip, seek, frames, mp4)
         stream = ffprobe(mp4)["streams"][0]
+
         got = int(stream.get("nb_frames", 0))
         if got != frames:
             raise ValueError(f"{clip.source_rel}: encoded {got} frames, expected {frames} (source video ends early?)")
@@ -83,6 +84,7 @@ class Encode(Step):
         sf.write(wav, np.clip(pcm, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
 
         meta = {
+            "crop": "face" if face is not None and face.get("crop") else None,
             "fps": p.fps, "frames": frames, "width": int(stream["width"]), "height": int(stream["height"]),
             "video_codec": "h264", "crf": p.crf, "preset": p.preset, "gop": p.gop,
             "sample_rate": sr, "samples": n, "seek_s": round(seek, 6),
@@ -91,3 +93,55 @@ class Encode(Step):
         hashes = {k: v for k, v in clip.file_hashes.items() if k != "audio_npy"}
         files.update(mp4=str(mp4), wav=str(wav))
         return dataclasses.replace(clip, files=files, file_hashes=hashes, meta={**clip.meta, "encode": meta})
+
+    def _x264(self) -> list[str]:
+        p = self.params
+        return ["-c:v", "libx264", "-preset", p.preset, "-crf", str(p.crf), "-g", str(p.gop), "-threads", str(p.threads),
+                "-x264-params", "threads=%d" % p.threads, "-movflags", "+faststart", *BITEXACT]
+
+    def _encode_frame(self, clip: Clip, seek: float, frames: int, mp4: Path) -> None:
+        """The whole frame (no face step): one ffmpeg process decodes, resamples and encodes."""
+        p = self.params
+        vf = [f"fps=fps={p.fps}:start_time=0:round=near", "tpad=stop_mode=clone:stop=2"]
+        if p.max_side:
+            vf.append(f"scale='if(gte(iw,ih),min({p.max_side},iw),-2)':'if(gte(iw,ih),-2,min({p.max_side},ih))'")
+        vf += ["scale=trunc(iw/2)*2:trunc(ih/2)*2", "setsar=1", "format=yuv420p"]
+        run_ffmpeg(
+            ["-ss", f"{max(seek, 0.0):.6f}", "-i", clip.source, "-map", "0:v:0", "-an", "-sn", "-dn",
+             "-vf", ",".join(vf), "-frames:v", str(frames), *self._x264(), str(mp4)],
+            what=clip.source_rel,
+        )
+
+    def _encode_crop(self, clip: Clip, seek: float, frames: int, face: dict, mp4: Path) -> None:
+        """The face crop: decode at source size (same seek and fps filter), cut each frame's box with
+        sub-pixel accuracy (``cv2.warpAffine``, bilinear; boxes much larger than the output are first
+        area-downscaled), black padding outside the frame, and pipe ``size`` x ``size`` frames to x264."""
+        import cv2
+
+        cv2.setNumThreads(1)
+        p = self.params
+        size = int(face["size"])
+        boxes = np.asarray(face["crop"], dtype=np.float64)
+        src_w, src_h = (int(v) for v in face["source_size"])
+        # One area downscale of the whole frame when every box is more than twice the output (bilinear would alias).
+        shrink = max(1, int(np.min(boxes[:, 2]) // (2 * size)))
+        dec_w, dec_h = max(2, src_w // shrink), max(2, src_h // shrink)
+        fx, fy = dec_w / src_w, dec_h / src_h
+        cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{size}x{size}", "-framerate", str(p.fps), "-i", "pipe:0", "-frames:v", str(frames),
+               "-vf", "format=yuv420p", *self._x264(), str(mp4)]
+        with tempfile.TemporaryFile() as err:
+            enc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+            try:
+                for i, frame in enumerate(clip_frames(clip.source, seek, p.fps, frames, (dec_w, dec_h), what=clip.source_rel)):
+                    cx, cy, side = boxes[i, 0] * fx, boxes[i, 1] * fy, boxes[i, 2] * fx
+                    k = size / side
+                    M = np.array([[k, 0.0, size / 2 - k * cx], [0.0, k, size / 2 - k * cy]])
+                    crop = cv2.warpAffine(frame, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                    enc.stdin.write(crop.tobytes())  # type: ignore[union-attr]
+            finally:
+                enc.stdin.close()  # type: ignore[union-attr]
+                rc = enc.wait()
+            if rc:
+                err.seek(0)
+                raise MediaError(f"ffmpeg failed encoding the face crop of {clip.source_rel}: {err.read().decode(errors='replace')[-500:]}")

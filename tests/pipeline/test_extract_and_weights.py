@@ -26,7 +26,7 @@ def project(tmp_path_factory):
         "runner": {"local": True, "progress": False}, "cache": {"dir": "cache"}, "shards": {"root": "shards", "max_bytes": 20_000},
         "weights": {"profile": "tiny", "dir": "weights"},
         "datasets": {"toy": {"adapter": "folder", "raw_dir": "raw"}},
-        "steps": {"encode": {"preset": "ultrafast"}},
+        "steps": {"face": {"enabled": False}, "encode": {"preset": "ultrafast"}},  # test patterns: no face to crop
         "features": {"fake": {"module": "tests.pipeline.fake_feature", "batch_size": 2}},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))

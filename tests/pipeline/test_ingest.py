@@ -24,7 +24,7 @@ PARAMS = {
     "cache": {"dir": "cache"},
     "shards": {"root": "shards", "max_bytes": 60_000},
     "datasets": {"toy": {"adapter": "folder", "raw_dir": "raw", "speaker_from_dir": True}},
-    "steps": {"encode": {"preset": "ultrafast"}},
+    "steps": {"face": {"enabled": False}, "encode": {"preset": "ultrafast"}},  # test patterns have no face: tests/pipeline/test_ingest_face.py
 }
 
 

@@ -10,7 +10,7 @@ def test_report_shows_counts_reasons_and_frames(tmp_path):
     make_media(tmp_path / "raw" / "good.mp4", seconds=3.5)
     make_media(tmp_path / "raw" / "mute.mp4", seconds=3.5, audio=False)
     params = {"runner": {"local": True, "progress": False}, "cache": {"dir": "cache"}, "shards": {"root": "shards"},
-              "datasets": {"toy": {"adapter": "folder", "raw_dir": "raw"}}, "steps": {"encode": {"preset": "ultrafast"}},
+              "datasets": {"toy": {"adapter": "folder", "raw_dir": "raw"}}, "steps": {"face": {"enabled": False}, "encode": {"preset": "ultrafast"}},
               "report": {"frames_per_dataset": 2}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     ingest.run("toy", root=tmp_path, params_file=tmp_path / "params.yaml")
