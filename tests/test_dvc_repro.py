@@ -54,6 +54,24 @@ def test_dvc_repro_on_the_sample(tmp_path):
     assert metrics["kept"] == len(manifest) == 9 and metrics["runner"] == "ray"
     assert "unreadable" in (work / "reports" / "data.md").read_text()
     assert "multi_face" in (work / "reports" / "data.md").read_text() and "profile" in (work / "reports" / "data.md").read_text()
+
+    # audio features: one extract@<feature>-sample stage each, sidecars aligned with the clip shards
+    import io
+
+    import numpy as np
+
+    from pipeline.shards import iter_samples
+
+    frames = {r["key"]: r["frames"] for r in manifest}
+    for feature in ("vocals", "speech", "audio_embed"):
+        assert f"Running stage 'extract@{feature}-sample'" in out
+        report = json.loads((work / "reports" / "extract" / f"{feature}-sample.json").read_text())
+        assert report["kept"] == len(manifest), report
+        side = work / "shards" / "features" / feature / "sample"
+        assert read_manifest(side).column("key").to_pylist() == [r["key"] for r in manifest]
+    for s in iter_samples(work / "shards" / "features" / "audio_embed" / "sample"):
+        assert np.load(io.BytesIO(s["npy"])).shape[0] == frames[s["__key__"]]  # one vector per video frame
+    assert f"- speech: ok: {len(manifest)}" in (work / "reports" / "data.md").read_text()
     assert (work / "reports" / "index.html").stat().st_size > 10_000
 
     again = sh(["dvc", "repro"], work, env)
