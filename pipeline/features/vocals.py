@@ -59,8 +59,10 @@ def make_tiny_htdemucs(folder: Path, seed: int) -> None:
 
 WEIGHTS = (ModelSpec(
     "htdemucs", files=("htdemucs.yaml", "955717e8-8726e21a.th"), tiny_files=("htdemucs.yaml", f"{TINY_SIG}.th"),
-    make_tiny=make_tiny_htdemucs, repo_id="facebookresearch/demucs (dl.fbaipublicfiles.com/demucs/hybrid_transformer)",
-    revision="955717e8-8726e21a", licence="MIT",
+    # Not on the Hugging Face hub, so `pipeline.weights fetch` skips it: copy demucs/remote/htdemucs.yaml
+    # from the installed package and https://dl.fbaipublicfiles.com/demucs/hybrid_transformer/955717e8-8726e21a.th
+    # into weights/paper/htdemucs/ (demucs checks the sha256 prefix in the file name when loading).
+    make_tiny=make_tiny_htdemucs, repo_id="", revision="955717e8-8726e21a", licence="MIT",
 ),)
 
 
