@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.common import (ClipSpec, describe_inputs, finish, has_face_step, log, median, render, render_copies, run_ingest, step_summary,
