@@ -96,9 +96,11 @@ class Face(Step):
         self._detector = None
 
     def weights_fingerprint(self) -> str:
-        import mediapipe
+        # The face models ship inside the mediapipe wheel: its version identifies them. Read from the
+        # package metadata, because importing mediapipe in the driver costs about a second.
+        from importlib.metadata import version
 
-        return f"mediapipe=={mediapipe.__version__}"
+        return f"mediapipe=={version('mediapipe')}"
 
     def setup(self) -> None:
         import cv2
