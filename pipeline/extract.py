@@ -19,6 +19,8 @@ sidecar whose jsons say ``disabled``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import logging
 import os
 import sys
@@ -74,8 +76,6 @@ def unpack_clips(clip_dir: Path, cache: Cache, needs: dict[str, Path] | None = N
 
 
 def _blob(cache: Cache, data: bytes, ext: str) -> Path:
-    import hashlib
-
     digest = hashlib.sha256(data).hexdigest()
     path = cache.root / "blobs" / digest[:2] / f"{digest}.{ext}"
     if not path.exists():
@@ -96,9 +96,7 @@ def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None =
     wparams = params.load(weights.WeightsParams, "weights", where, data)
     rparams = params.load(RunnerParams, "runner", where, data)
     if local is not None:
-        from dataclasses import replace
-
-        rparams = replace(rparams, local=local)
+        rparams = dataclasses.replace(rparams, local=local)
     cache = Cache(root / params.load(CacheParams, "cache", where, data).dir)
     shard_root = root / params.load(ShardParams, "shards", where, data).root
     if not fparams.enabled:
