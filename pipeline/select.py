@@ -1,0 +1,261 @@
+"""``select``: thresholds on stored scores and identity-disjoint train/val/test splits (DESIGN 2, 3.2).
+
+    python -m pipeline.select
+
+Reads, for every dataset in ``params.yaml``, the clip manifest ``shards/clips/<ds>/manifest.parquet``
+(``score_*`` columns of ingest: face scores, pose) and every feature sidecar manifest
+``shards/features/<f>/<ds>/manifest.parquet`` (``status`` and ``score_<f>_*`` columns, e.g.
+``score_vocals_music_ratio``, ``score_speech_ratio``). No model runs here: changing a threshold
+re-runs only this stage, in seconds.
+
+Relation to ingest's ``steps.face_filter``: ingest already drops clips by its face thresholds
+(those clips are not in the shards). ``select`` re-applies its own face thresholds to the stored
+scores of the clips that were kept; they are meant to be equal or stricter (the paper filters
+extreme side profiles and multi-speaker videos, section 4). Loosening them here cannot bring a
+clip back: loosen ``steps.face_filter`` for that (which re-runs only that cheap ingest step).
+
+Checks, first failing one wins (reason in brackets): duration (``too_short``, ``too_long``),
+face (``no_face``, ``multi_face``, ``face_too_small``, ``profile`` for yaw or pitch), required
+features (``feature:<f>:<status>`` when a feature in ``required_features`` is not ``ok`` for the
+clip), music ratio (``music``), speech ratio (``no_speech``), then the generic ``scores`` map
+(``score:<column>``). A threshold whose score column is absent or empty for a clip (the step or
+feature did not run or was disabled) is not applied; ``select.json`` lists such thresholds as
+``unchecked``.
+
+Splits: every clip of a speaker goes to the same split, chosen by a hash of
+``(seed, dataset, speaker)`` against the ratios, so splits are deterministic, independent of clip
+order, and adding a speaker never moves another one. The speaker is the adapter's
+``meta["speaker"]`` (hdtf, mead, folder with ``speaker_from_dir``, sample), else the source video
+(the manifest's ``speaker`` column already falls back to it). A dataset with ``test_only: true``
+in its ``datasets`` entry goes entirely to test (the paper evaluates on held-out HDTF and MEAD
+videos).
+
+Outputs: ``shards/splits/{train,val,test}.jsonl`` (one line per clip: dataset, key, shard, frames,
+speaker), ``shards/splits/decisions.parquet`` (every clip: dataset, key, shard, source, speaker,
+frames, duration, split or reason, message) and ``reports/select/select.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import datasets as datasets_mod
+from pipeline import params
+from pipeline.shards import MANIFEST, AtomicDir, ShardParams
+from pipeline.stats import write_json
+
+log = logging.getLogger("pipeline.select")
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds of one score (either may be null: unbounded)."""
+
+    min: Optional[float] = None
+    max: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class SelectParams:
+    """``select`` section of params.yaml (null switches a threshold off)."""
+
+    seed: int = 0
+    val_fraction: float = 0.05  # of the speakers of non-test-only datasets
+    test_fraction: float = 0.05
+    min_duration: Optional[float] = 3.0  # seconds
+    max_duration: Optional[float] = 20.0
+    min_face_fraction: Optional[float] = 0.9  # score_face_fraction
+    max_multi_face_fraction: Optional[float] = 0.2  # score_multi_face_fraction
+    min_face_px: Optional[float] = 64.0  # score_face_px
+    min_face_size: Optional[float] = None  # score_face_size
+    max_yaw: Optional[float] = 25.0  # score_yaw_abs_median (degrees)
+    max_pitch: Optional[float] = 30.0  # score_pitch_abs_median
+    max_music_ratio: Optional[float] = 0.5  # score_vocals_music_ratio
+    min_speech_ratio: Optional[float] = 0.3  # score_speech_ratio
+    scores: dict[str, Range] = field(default_factory=dict)  # any other column: {score_x: {min, max}}
+    required_features: list[str] = field(default_factory=list)  # a clip whose sidecar is not ok is dropped
+
+    def __post_init__(self) -> None:
+        for name in ("val_fraction", "test_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.val_fraction + self.test_fraction > 1.0:
+            raise ValueError("val_fraction + test_fraction must be at most 1")
+
+
+def _checks(p: SelectParams) -> list[tuple[str, str, Optional[float], Optional[float]]]:
+    """``(reason, column, min, max)`` in the order they are applied (the feature checks sit between)."""
+    return [
+        ("too_short", "duration", p.min_duration, None),
+        ("too_long", "duration", None, p.max_duration),
+        ("no_face", "score_face_fraction", p.min_face_fraction, None),
+        ("multi_face", "score_multi_face_fraction", None, p.max_multi_face_fraction),
+        ("face_too_small", "score_face_px", p.min_face_px, None),
+        ("face_too_small", "score_face_size", p.min_face_size, None),
+        ("profile", "score_yaw_abs_median", None, p.max_yaw),
+        ("profile", "score_pitch_abs_median", None, p.max_pitch),
+    ]
+
+
+def _late_checks(p: SelectParams) -> list[tuple[str, str, Optional[float], Optional[float]]]:
+    out = [
+        ("music", "score_vocals_music_ratio", None, p.max_music_ratio),
+        ("no_speech", "score_speech_ratio", p.min_speech_ratio, None),
+    ]
+    out += [(f"score:{col}", col, r.min, r.max) for col, r in sorted(p.scores.items())]
+    return out
+
+
+def split_of(seed: int, dataset: str, speaker: str, val_fraction: float, test_fraction: float) -> str:
+    """The split of a speaker: a uniform number from sha256(seed, dataset, speaker) against the ratios."""
+    digest = hashlib.sha256(f"{seed}\0{dataset}\0{speaker}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2.0**64
+    if u < test_fraction:
+        return "test"
+    if u < test_fraction + val_fraction:
+        return "val"
+    return "train"
+
+
+def _value(row: dict[str, Any], column: str) -> Optional[float]:
+    v = row.get(column)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return float(v)
+
+
+def read_dataset(shard_root: Path, dataset: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]:
+    """Clip manifest rows and ``{feature: {key: sidecar row}}`` of one dataset."""
+    clip_dir = shard_root / "clips" / dataset
+    if not (clip_dir / MANIFEST).is_file():
+        raise FileNotFoundError(f"{clip_dir}/{MANIFEST} not found: run `dvc repro ingest@{dataset}` first")
+    clips = pq.read_table(clip_dir / MANIFEST).to_pylist()
+    features: dict[str, dict[str, dict[str, Any]]] = {}
+    for manifest in sorted((shard_root / "features").glob(f"*/{dataset}/{MANIFEST}")):
+        features[manifest.parent.parent.name] = {r["key"]: r for r in pq.read_table(manifest).to_pylist()}
+    return clips, features
+
+
+def decide(p: SelectParams, dataset: str, test_only: bool, clips: list[dict[str, Any]],
+           features: dict[str, dict[str, dict[str, Any]]], checked: set[str]) -> list[dict[str, Any]]:
+    """One decision row per clip (``split`` set and ``reason`` empty when kept). ``checked``
+    collects the columns a threshold was applied to."""
+    rows = []
+    for clip in clips:
+        merged = dict(clip)
+        for rows_by_key in features.values():
+            side = rows_by_key.get(clip["key"], {})
+            merged.update({k: v for k, v in side.items() if k.startswith("score_")})
+        reason, message = _first_failure(p, merged, clip["key"], features, checked)
+        speaker = str(clip.get("speaker") or clip.get("source") or clip["key"])
+        split = "" if reason else ("test" if test_only else split_of(p.seed, dataset, speaker, p.val_fraction, p.test_fraction))
+        rows.append({
+            "dataset": dataset, "key": clip["key"], "shard": clip["shard"], "source": clip.get("source", ""),
+            "speaker": speaker, "frames": int(clip.get("frames") or 0), "duration": float(clip.get("duration") or 0.0),
+            "split": split, "reason": reason, "message": message,
+        })
+    return rows
+
+
+def _first_failure(p: SelectParams, row: dict[str, Any], key: str, features: dict[str, dict[str, dict[str, Any]]],
+                   checked: set[str]) -> tuple[str, str]:
+    def bounds(checks):
+        for reason, column, lo, hi in checks:
+            if lo is None and hi is None:
+                continue
+            v = _value(row, column)
+            if v is None:
+                continue
+            checked.add(column)
+            if lo is not None and v < lo:
+                return reason, f"{column} {v:.4g} < min {lo:g}"
+            if hi is not None and v > hi:
+                return reason, f"{column} {v:.4g} > max {hi:g}"
+        return None
+
+    failed = bounds(_checks(p))
+    if failed:
+        return failed
+    for feature in p.required_features:
+        side = features.get(feature, {}).get(key)
+        status = side.get("status") if side else "missing"
+        if status != "ok":
+            return f"feature:{feature}:{status}", f"features.{feature} is {status} for this clip (select.required_features)"
+    return bounds(_late_checks(p)) or ("", "")
+
+
+def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    data = params.read_yaml(params_file or root / "params.yaml")
+    p = params.load(SelectParams, "select", data=data)
+    shard_root = root / params.load(ShardParams, "shards", data=data).root
+    rows: list[dict[str, Any]] = []
+    checked: set[str] = set()
+    for name, raw in sorted((data.get("datasets") or {}).items()):
+        common, _ = datasets_mod.parse(name, raw)
+        clips, features = read_dataset(shard_root, name)
+        missing = [f for f in p.required_features if f not in features]
+        if missing:
+            raise FileNotFoundError(f"select.required_features: {missing[0]} has no sidecar for dataset {name} "
+                                    f"(run `dvc repro extract@{missing[0]}-{name}` or remove it from the list)")
+        rows += decide(p, name, common.test_only, clips, features, checked)
+
+    out_dir = shard_root / "splits"
+    with AtomicDir(out_dir) as tmp:
+        for split in SPLITS:
+            with open(tmp / f"{split}.jsonl", "w", encoding="utf-8") as f:
+                for r in rows:
+                    if r["split"] == split:
+                        f.write(json.dumps({k: r[k] for k in ("dataset", "key", "shard", "frames", "speaker")}, sort_keys=True) + "\n")
+        schema = pa.schema([("dataset", pa.string()), ("key", pa.string()), ("shard", pa.string()), ("source", pa.string()),
+                            ("speaker", pa.string()), ("frames", pa.int64()), ("duration", pa.float64()),
+                            ("split", pa.string()), ("reason", pa.string()), ("message", pa.string())])
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp / "decisions.parquet")
+
+    report = summary(rows, p, checked)
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    write_json(root / "reports" / "select" / "select.json", report)
+    return report
+
+
+def summary(rows: list[dict[str, Any]], p: SelectParams, checked: set[str]) -> dict[str, Any]:
+    """``select.json``: kept clips, hours and speakers per split, dropped clips by reason."""
+    kept = {s: [r for r in rows if r["split"] == s] for s in SPLITS}
+    dropped: dict[str, int] = {}
+    for r in rows:
+        if r["reason"]:
+            dropped[r["reason"]] = dropped.get(r["reason"], 0) + 1
+    columns = {c for _, c, lo, hi in _checks(p) + _late_checks(p) if lo is not None or hi is not None}
+    return {
+        "stage": "select", "inputs": len(rows), "kept": sum(len(v) for v in kept.values()),
+        "dropped": sum(dropped.values()), "dropped_by_reason": dict(sorted(dropped.items())),
+        "splits": {s: {"clips": len(v), "hours": round(sum(r["duration"] for r in v) / 3600, 4),
+                       "speakers": len({(r["dataset"], r["speaker"]) for r in v})} for s, v in kept.items()},
+        "unchecked": sorted(columns - checked),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    report = run()
+    log.info("select: %d kept (%s), %d dropped %s", report["kept"],
+             ", ".join(f"{s} {v['clips']}" for s, v in report["splits"].items()), report["dropped"], report["dropped_by_reason"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

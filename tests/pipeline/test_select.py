@@ -1,0 +1,142 @@
+"""select: thresholds on stored scores, identity-disjoint deterministic splits, test-only datasets."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from pipeline import select
+from pipeline.params import ParamsError
+
+
+def _clip_rows(dataset, n_speakers, clips_per_speaker):
+    rows = []
+    for s in range(n_speakers):
+        for c in range(clips_per_speaker):
+            i = s * clips_per_speaker + c
+            rows.append({
+                "key": f"{dataset}__s{s:02d}_v{c}__0000000", "shard": f"clips-{i // 7:06d}.tar", "dataset": dataset,
+                "source": f"s{s:02d}/v{c}.mp4", "speaker": f"spk{s:02d}", "duration": 4.0 + (i % 5), "frames": int((4.0 + (i % 5)) * 25),
+                # every 9th clip is a side profile, every 11th has a small face
+                "score_face_fraction": 1.0, "score_multi_face_fraction": 0.0, "score_face_px": 40.0 if i % 11 == 3 else 200.0,
+                "score_face_size": 0.3, "score_yaw_abs_median": 40.0 if i % 9 == 2 else 5.0, "score_pitch_abs_median": 3.0,
+            })
+    return rows
+
+
+def _write_project(root, datasets, extra_select=None):
+    """Manifests as ingest/extract write them: clips + vocals and speech sidecar manifests."""
+    for name, (n_spk, per) in datasets.items():
+        rows = _clip_rows(name, n_spk, per)
+        (root / "shards" / "clips" / name).mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(rows), root / "shards" / "clips" / name / "manifest.parquet")
+        for feature, col in (("vocals", "score_vocals_music_ratio"), ("speech", "score_speech_ratio")):
+            side = []
+            for i, r in enumerate(rows):
+                if feature == "speech" and i % 13 == 5:
+                    side.append({"key": r["key"], "shard": r["shard"], "status": "error:RuntimeError", col: None})
+                else:
+                    value = (0.9 if i % 7 == 4 else 0.1) if feature == "vocals" else (0.05 if i % 8 == 6 else 0.8)
+                    side.append({"key": r["key"], "shard": r["shard"], "status": "ok", col: value})
+            d = root / "shards" / "features" / feature / name
+            d.mkdir(parents=True)
+            pq.write_table(pa.Table.from_pylist(side), d / "manifest.parquet")
+    entries = {name: {"adapter": "folder", "raw_dir": "raw", **({"test_only": True} if name.endswith("eval") else {})} for name in datasets}
+    params = {"shards": {"root": "shards"}, "datasets": entries,
+              "select": {"seed": 0, "val_fraction": 0.2, "test_fraction": 0.2, **(extra_select or {})}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return params
+
+
+def _run(root):
+    report = select.run(root, root / "params.yaml")
+    decisions = pq.read_table(root / "shards" / "splits" / "decisions.parquet").to_pylist()
+    lists = {s: [json.loads(line) for line in (root / "shards" / "splits" / f"{s}.jsonl").read_text().splitlines()]
+             for s in select.SPLITS}
+    return report, decisions, lists
+
+
+def test_splits_are_identity_disjoint_deterministic_and_test_only_goes_to_test(tmp_path):
+    _write_project(tmp_path, {"wild": (30, 4), "hdtf_eval": (5, 3)})
+    report, decisions, lists = _run(tmp_path)
+
+    speakers = {s: {(r["dataset"], r["speaker"]) for r in lists[s]} for s in select.SPLITS}
+    assert not speakers["train"] & speakers["val"] and not speakers["train"] & speakers["test"] and not speakers["val"] & speakers["test"]
+    assert all(len(speakers[s]) > 0 for s in select.SPLITS)
+    # a test-only dataset: every kept clip in test, none elsewhere
+    eval_kept = [d for d in decisions if d["dataset"] == "hdtf_eval" and not d["reason"]]
+    assert eval_kept and all(d["split"] == "test" for d in eval_kept)
+    assert not any(r["dataset"] == "hdtf_eval" for s in ("train", "val") for r in lists[s])
+    # lists agree with the decisions table and the report
+    for s in select.SPLITS:
+        assert sorted(r["key"] for r in lists[s]) == sorted(d["key"] for d in decisions if d["split"] == s)
+        assert report["splits"][s]["clips"] == len(lists[s])
+    assert all(set(r) == {"dataset", "key", "shard", "frames", "speaker"} for s in select.SPLITS for r in lists[s])
+
+    # deterministic: a second run gives byte-identical lists; another seed moves speakers
+    first = {s: (tmp_path / "shards" / "splits" / f"{s}.jsonl").read_bytes() for s in select.SPLITS}
+    _run(tmp_path)
+    assert first == {s: (tmp_path / "shards" / "splits" / f"{s}.jsonl").read_bytes() for s in select.SPLITS}
+    assert select.split_of(0, "wild", "spk01", 0.2, 0.2) == select.split_of(0, "wild", "spk01", 0.2, 0.2)
+    moved = [select.split_of(0, "wild", f"spk{i:02d}", 0.2, 0.2) != select.split_of(1, "wild", f"spk{i:02d}", 0.2, 0.2) for i in range(30)]
+    assert any(moved)
+
+
+def test_thresholds_drop_with_reasons_and_a_change_only_changes_decisions(tmp_path):
+    _write_project(tmp_path, {"wild": (30, 4)})
+    report, decisions, _ = _run(tmp_path)
+    by_key = {d["key"]: d for d in decisions}
+    rows = _clip_rows("wild", 30, 4)
+    for i, r in enumerate(rows):
+        reason = by_key[r["key"]]["reason"]
+        if i % 11 == 3:
+            assert reason == "face_too_small"
+        elif i % 9 == 2:
+            assert reason == "profile" and "score_yaw_abs_median" in by_key[r["key"]]["message"]
+        elif i % 7 == 4:
+            assert reason == "music"
+        elif i % 8 == 6 and i % 13 != 5:  # no speech score where the speech sidecar failed
+            assert reason == "no_speech"
+        else:
+            # a speech sidecar error is not a drop unless speech is required
+            assert reason == "" and by_key[r["key"]]["split"] in select.SPLITS
+    assert sum(report["dropped_by_reason"].values()) == report["dropped"] == sum(1 for d in decisions if d["reason"])
+    assert report["unchecked"] == []
+
+    # a looser yaw threshold: the profile clips come back, nothing else changes
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["select"]["max_yaw"] = 45.0
+    params["select"]["required_features"] = ["speech"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    _, after, _ = _run(tmp_path)
+    for i, (a, b) in enumerate(zip(decisions, after)):
+        assert a["key"] == b["key"]
+        if a["reason"] == "profile":
+            assert b["reason"] in ("", "feature:speech:error:RuntimeError", "music", "no_speech")
+        elif i % 13 == 5 and a["reason"] in ("", "music"):  # required features are checked before the audio scores
+            assert b["reason"] == "feature:speech:error:RuntimeError"
+        else:
+            assert (a["reason"], a["split"]) == (b["reason"], b["split"])
+        if b["reason"] == "" and a["reason"] == "":
+            assert a["split"] == b["split"]  # a speaker's split depends on nothing but seed and id
+    assert any(a["reason"] == "profile" and b["reason"] == "" for a, b in zip(decisions, after))
+
+    # the generic score map and a threshold on an absent column
+    params["select"]["scores"] = {"score_face_size": {"min": 0.5}, "score_not_there": {"max": 1.0}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    report, later, _ = _run(tmp_path)
+    assert {d["reason"] for d in later} >= {"score:score_face_size"}
+    assert report["unchecked"] == ["score_not_there"]
+
+
+def test_bad_params_and_missing_required_sidecar_are_clear_errors(tmp_path):
+    _write_project(tmp_path, {"wild": (3, 2)}, {"max_yaww": 3})
+    with pytest.raises(ParamsError, match="max_yaww"):
+        select.run(tmp_path, tmp_path / "params.yaml")
+    _write_project(tmp_path / "b", {"wild": (3, 2)}, {"required_features": ["caption"]})
+    with pytest.raises(FileNotFoundError, match="extract@caption-wild"):
+        select.run(tmp_path / "b", tmp_path / "b" / "params.yaml")
