@@ -6,8 +6,12 @@ is frame ``i`` of the clip), scaled down so the longer side is at most ``analysi
 * **Face count**: MediaPipe face detection (``detect_model``; bundled in mediapipe 0.10.21) on
   every ``detect_every``-th frame; a detection counts when its score is at least
   ``detect_confidence``, its box at least ``min_face_size`` of the frame's shorter side, and its
-  centre is not inside a larger counted box. ``multi_face_fraction`` is the fraction of those
-  frames with two or more counted faces.
+  centre is not inside a larger counted box. When a frame has two or more such boxes, each is
+  confirmed by face mesh (static mode) on a crop of ``2x`` the box (``verify_faces``): the short-range
+  detector gives face-like blobs 0.55-0.66 (a suit badge in a rendered single-face clip, every frame,
+  so it does not flicker away), and face mesh finds no face in them, while it finds the real second
+  faces of the sample's and the real two-speaker clips. ``multi_face_fraction`` is the fraction of
+  the detection frames with two or more confirmed faces.
 * **Landmarks**: MediaPipe face mesh (478 points with irises) in tracking (video) mode, one
   instance per clip, on every ``mesh_every``-th frame. Every ``redetect_every`` mesh frames the
   track restarts from a fresh detection (one blank frame ends it): pure tracking can drift on a
@@ -71,6 +75,7 @@ class FaceParams:
     detect_confidence: float = 0.65  # 0.5 lets through face-like blobs (the sample's space suit at 0.5-0.58)
     min_face_size: float = 0.05  # a detection counts as a face from this box side / frame's shorter side
     mesh_confidence: float = 0.5  # face mesh detection and tracking confidence
+    verify_faces: bool = True  # a frame's second face counts only when face mesh confirms it on its crop
     max_gap_s: float = 0.5  # landmark gaps up to this long are interpolated; longer ones stay NaN
     margin: float = 1.8  # crop side = margin * landmark bounding square side
     size: int = 512  # crop output side in pixels
@@ -86,7 +91,7 @@ class FaceParams:
 
 class Face(Step):
     name = "face"
-    version = "1"
+    version = "2"  # 2: second faces confirmed by face mesh
     resources = Resources(cpus=1)
 
     def __init__(self, params: FaceParams | None = None, fps: int = 25):
@@ -94,6 +99,7 @@ class Face(Step):
         self.fps = fps
         self._canonical: np.ndarray | None = None
         self._detector = None
+        self._verifier = None
 
     def weights_fingerprint(self) -> str:
         # The face models ship inside the mediapipe wheel: its version identifies them. Read from the
@@ -109,6 +115,8 @@ class Face(Step):
         cv2.setNumThreads(1)
         self._canonical = canonical_face()
         self._detector = mp.solutions.face_detection.FaceDetection(model_selection=self.params.detect_model, min_detection_confidence=self.params.detect_confidence)
+        self._verifier = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+                                                         min_detection_confidence=self.params.mesh_confidence)
 
     def __call__(self, clip: Clip, out: Path) -> Clip:
         if self._canonical is None:
@@ -202,14 +210,36 @@ class Face(Step):
         boxes = [(b.xmin * w, b.ymin * h, b.width * w, b.height * h)
                  for b, score in ((d.location_data.relative_bounding_box, d.score[0]) for d in res.detections)
                  if score >= self.params.detect_confidence]
-        return count_faces(boxes, self.params.min_face_size * min(w, h))
+        faces = distinct_faces(boxes, self.params.min_face_size * min(w, h))
+        if len(faces) < 2 or not self.params.verify_faces:
+            return len(faces)
+        return sum(self._is_face(frame, box) for box in faces)
+
+    def _is_face(self, frame: np.ndarray, box: tuple[float, float, float, float]) -> bool:
+        """Face mesh finds a face in a square crop of twice the detection box (resized to 256 px)."""
+        import cv2
+
+        h, w = frame.shape[:2]
+        x, y, bw, bh = box
+        half = max(bw, bh)
+        x0, y0 = int(max(0, x + bw / 2 - half)), int(max(0, y + bh / 2 - half))
+        x1, y1 = int(min(w, x + bw / 2 + half)), int(min(h, y + bh / 2 + half))
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            return False
+        crop = np.ascontiguousarray(cv2.resize(frame[y0:y1, x0:x1], (256, 256), interpolation=cv2.INTER_AREA))
+        return bool(self._verifier.process(crop).multi_face_landmarks)  # type: ignore[union-attr]
 
 
 # -- helpers (pure functions, tested directly) ------------------------------------------------------
 def count_faces(boxes: list[tuple[float, float, float, float]], min_side: float) -> int:
-    """Distinct faces among detection boxes ``(x, y, w, h)``: at least ``min_side`` pixels, and a box whose
-    centre lies inside an already counted (larger) box is the same face detected twice (a turned head
-    sometimes gives two overlapping detections)."""
+    """Number of :func:`distinct_faces`."""
+    return len(distinct_faces(boxes, min_side))
+
+
+def distinct_faces(boxes: list[tuple[float, float, float, float]], min_side: float) -> list[tuple[float, float, float, float]]:
+    """Distinct faces among detection boxes ``(x, y, w, h)``, largest first: at least ``min_side`` pixels,
+    and a box whose centre lies inside an already counted (larger) box is the same face detected twice
+    (a turned head sometimes gives two overlapping detections)."""
     kept: list[tuple[float, float, float, float]] = []
     for x, y, w, h in sorted(boxes, key=lambda b: -b[2] * b[3]):
         if max(w, h) < min_side:
@@ -218,7 +248,7 @@ def count_faces(boxes: list[tuple[float, float, float, float]], min_side: float)
         if any(kx <= cx <= kx + kw and ky <= cy <= ky + kh for kx, ky, kw, kh in kept):
             continue
         kept.append((x, y, w, h))
-    return len(kept)
+    return kept
 
 
 def _face_mesh(confidence: float):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,9 +106,11 @@ def rendered(tmp_path_factory):
     from pipeline import sample
 
     raw = tmp_path_factory.mktemp("rendered")
-    specs = {"frontal.mp4": {}, "two_faces.mp4": {"faces": 2}, "head_turn_60.mp4": {"yaw_deg": 60.0, "speaker": "spk_b"}}
+    specs = {"frontal.mp4": {}, "two_faces.mp4": {"faces": 2}, "head_turn_60.mp4": {"yaw_deg": 60.0, "speaker": "spk_b"},
+             # one face; the short-range detector also finds a face-like badge on the suit (score ~0.6) in every frame
+             "badge.mp4": {"speaker": "spk_b", "seed": 4, "size": 384}}
     for i, (name, kw) in enumerate(specs.items()):
-        sample.render_talking_clip(raw / name, 3.2, 25, sample_rate=16000, channels=1, seed=i, size=192, **kw)
+        sample.render_talking_clip(raw / name, 3.2, 25, sample_rate=16000, channels=1, **{"seed": i, "size": 192, **kw})
     cache = Cache(raw / "cache")
     clips, drops = run_steps([source(raw / n, cache) for n in specs], FACE, cache)
     return clips, drops
@@ -117,7 +120,8 @@ def test_sample_two_faces_and_head_turn_are_dropped(rendered):
     clips, drops = rendered
     reasons = {d.message.split(":")[0]: d.reason for _, d in drops}
     assert reasons == {"two_faces.mp4": "multi_face", "head_turn_60.mp4": "profile"}
-    (frontal,) = clips
+    frontal, badge = sorted(clips, key=lambda c: c.source_rel != "frontal.mp4")
+    assert badge.source_rel == "badge.mp4" and badge.scores["faces_max"] == 1 and badge.scores["multi_face_fraction"] == 0
     s = frontal.scores
     assert s["face_fraction"] == 1.0 and s["faces_max"] == 1 and s["yaw_abs_median"] < 10
     face = frontal.meta["face"]
@@ -126,6 +130,16 @@ def test_sample_two_faces_and_head_turn_are_dropped(rendered):
     lm = np.load(frontal.files["landmarks.npy"])
     assert lm.dtype == np.float16 and lm.shape == (n, 478, 3)
     assert 0 < np.nanmin(lm[..., :2]) and np.nanmax(lm[..., :2]) < 512  # in crop pixels, inside the crop
+
+
+def test_second_detections_need_face_mesh_confirmation(rendered, tmp_path):
+    """Without confirmation the badge counts as a second face in most frames (the false ``multi_face``)."""
+    clips, _ = rendered
+    (badge,) = [c for c in clips if c.source_rel == "badge.mp4"]
+    cache = Cache(tmp_path / "cache")
+    unverified, _ = run_steps([source(Path(badge.source), cache)],
+                              [Probe(), DecodeAudio(), Segment(), Face(FaceParams(verify_faces=False))], cache)
+    assert unverified[0].scores["multi_face_fraction"] > 0.5
 
 
 # -- real clips -----------------------------------------------------------------------------------
