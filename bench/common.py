@@ -140,14 +140,14 @@ def repo_params() -> dict[str, Any]:
 
 
 def write_params(tmp: Path, raw_dir: Path, dataset: str = "bench", num_cpus: int | None = 2, local: bool = False,
-                 cache_dir: str = "cache", temp_dir: Path | None = None, face: bool | None = None) -> Path:
+                 cache_dir: str = "cache", temp_dir: Path | None = None, face: bool | None = None, backend: str = "auto") -> Path:
     """A params.yaml in ``tmp``: the repository's steps/shards sections, one ``folder`` dataset,
     a cache inside ``tmp`` and the runner settings given. ``face`` sets ``steps.face.enabled``
     (``None``: as in the repository's params.yaml)."""
     base = repo_params()
     data: dict[str, Any] = {
         "runner": {
-            "address": None, "num_cpus": num_cpus, "local": local, "max_retries": 2, "progress": False,
+            "backend": backend, "address": None, "num_cpus": num_cpus, "local": local, "max_retries": 2, "progress": False,
             "temp_dir": str(temp_dir or ray_temp(tmp)),
         },
         "cache": {"dir": cache_dir},

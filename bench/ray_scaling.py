@@ -1,6 +1,9 @@
-"""Ray scaling of a CPU-bound ingest: ``runner.num_cpus: 2`` vs ``1`` (goal: speed-up >= 1.7x).
+"""Worker scaling of a CPU-bound ingest: ``runner.num_cpus: 2`` vs ``1`` (goal: speed-up >= 1.7x).
 
-    python -m bench.ray_scaling [--clips 8] [--unique 4] [--seconds 12] [--size 512] [--reps 3] [--face]
+    python -m bench.ray_scaling [--clips 8] [--unique 4] [--seconds 12] [--size 512] [--reps 3] [--face] [--backend auto|ray]
+
+``--backend`` is ``runner.backend``: ``auto`` (default; local worker processes on one machine) or
+``ray`` (a local Ray started by each ingest process).
 
 Inputs: ``--clips`` talking clips (512 px, 12 s, 24/30/50/29.97 fps, 44.1/48 kHz stereo; made
 from ``--unique`` distinct renders copied under distinct names), each taking about two seconds
@@ -39,6 +42,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--face", action="store_true", help="run the face steps too (as configured in params.yaml)")
+    ap.add_argument("--backend", choices=("auto", "processes", "ray"), default="auto", help="runner.backend")
     args = ap.parse_args(argv)
     goal = 1.7
     fps = ("24", "30", "50", "30000/1001")
@@ -61,7 +65,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for n in ((1, 2) if rep % 2 == 0 else (2, 1)):
                 root = tmp / f"run-{n}-{rep}"
                 root.mkdir()
-                out = run_ingest(root, write_params(root, raw, num_cpus=n, temp_dir=tmp / "ray", face=True if args.face else False))
+                out = run_ingest(root, write_params(root, raw, num_cpus=n, temp_dir=tmp / "ray", face=True if args.face else False,
+                                                    backend=args.backend))
                 steps = step_summary(out["report"])
                 runs[n].append({
                     "wall_s": out["wall_s"], "run_s": out["run_s"],
@@ -105,6 +110,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "inputs": inputs,
         "unique_renders": max(1, min(args.unique, args.clips)),
         "face_steps": bool(args.face),
+        "backend": args.backend,
         "reps": args.reps,
     }
     return finish(NAME, result)

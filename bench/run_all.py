@@ -16,7 +16,7 @@ from bench.common import REPO, RESULTS, child_env, log, machine
 BENCHMARKS = ("ingest_vs_ffmpeg", "noop_repro", "add_one_clip", "ray_scaling")
 
 HEADLINE = {
-    "ingest_vs_ffmpeg": "ratio_ingest_ray_vs_ffmpeg_seq",
+    "ingest_vs_ffmpeg": "ratio_ingest_vs_ffmpeg_seq",
     "noop_repro": "noop_repro_s_median",
     "add_one_clip": "ratio_reingest_vs_alone",
     "ray_scaling": "speedup_wall",

@@ -116,7 +116,7 @@ def run(name: str, root: Path = Path("."), local: bool | None = None, params_fil
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset", help="a key of `datasets` in params.yaml")
-    ap.add_argument("--local", action="store_true", default=None, help="run in-process without Ray (debugging)")
+    ap.add_argument("--local", action="store_true", default=None, help="run in-process, no worker processes or Ray (debugging)")
     ap.add_argument("--params", type=Path, default=None, help="params file (default: params.yaml)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

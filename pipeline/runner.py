@@ -1,33 +1,48 @@
-"""Maps a step over clips: in-process, on a local Ray, or on a Ray cluster (DESIGN 4).
+"""Maps a step over clips: in-process, in local worker processes, or on Ray (DESIGN 4).
 
 THE ONLY Ray-aware module. Everything above it (stages) and below it (steps) is plain Python.
+
+Backends (``runner.backend``; ``runner.local: true`` or ``--local`` forces in-process):
+
+* ``processes``: long-lived local worker processes (spawned, one per ``num_cpus / step cpus``,
+  GPUs shared out by ``CUDA_VISIBLE_DEVICES`` when a step asks for them). Starts in well under a
+  second; this is what a single machine wants.
+* ``ray``: long-lived Ray actors, on the cluster at ``runner.address`` / ``$RAY_ADDRESS``, or on a
+  local Ray started for the stage. Starting and stopping a local Ray costs 7-17 s per stage
+  process on a 2-core machine (bench/README.md), more than a plain ffmpeg transcode of a small
+  dataset, so a local Ray pays only for multi-node work or Ray's GPU packing.
+* ``auto`` (default): ``ray`` when a cluster address is set, ``processes`` otherwise.
 
 For each ``map(step, clips)``:
 
 1. every clip's cache key is computed and looked up in the driver: hits never reach a worker,
-   so a fully cached stage does not even start Ray;
-2. misses go to a pool of long-lived Ray actors sized from the step's ``resources`` (``setup()``
-   runs once per actor; batched steps get up to ``batch_size`` clips per call);
+   so a fully cached stage starts no worker at all;
+2. misses go to a pool of long-lived workers sized from the step's ``resources`` (``setup()``
+   runs once per worker; batched steps get up to ``batch_size`` clips per call; one batch in
+   flight per worker, so a crash is charged to the batch that caused it);
 3. a worker writes each result straight into the cache (atomic rename), so a killed run resumes;
 4. an exception on a clip becomes ``Drop("error:<Type>")`` (cached like any reject; set
    ``runner.retry_errors`` to recompute those); a worker process that dies (segfault, OOM kill)
-   is restarted by Ray, which re-runs its batch up to ``max_retries`` times; then its clips are
-   dropped as ``error:WorkerCrashed`` (not cached); an exception in ``setup()`` is a
-   configuration error and stops the stage.
+   is restarted and its batch re-run up to ``max_retries`` times; then its clips are dropped as
+   ``error:WorkerCrashed`` (not cached); an exception in ``setup()`` is a configuration error and
+   stops the stage.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 import shutil
+import subprocess
 import time
 import traceback
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from tqdm import tqdm
 
@@ -42,10 +57,11 @@ log = logging.getLogger(__name__)
 class RunnerParams:
     """``runner`` section of params.yaml."""
 
+    backend: Literal["auto", "processes", "ray"] = "auto"  # auto: ray when a cluster address is set, else processes
     address: str | None = None  # join this Ray cluster ("auto", "ray://host:10001"); $RAY_ADDRESS also works
-    num_cpus: int | None = None  # CPUs of the local Ray (default: all cores)
-    num_gpus: float | None = None  # GPUs of the local Ray (default: detected)
-    local: bool = False  # run in-process without Ray (debugging, tiny jobs)
+    num_cpus: int | None = None  # CPUs of the local workers / local Ray (default: all cores)
+    num_gpus: float | None = None  # GPUs of the local workers / local Ray (default: detected)
+    local: bool = False  # run in-process, no worker processes (debugging)
     max_retries: int = 2  # restarts of a crashed worker, and retries of its task
     retry_errors: bool = False  # recompute cached error:<Type> rejects instead of reusing them
     in_flight: int = 1  # tasks queued per actor; >1 hides latency of very short steps, but a crash then also costs the queued task a retry
@@ -151,6 +167,72 @@ class _Worker:
         return os.getpid()
 
 
+def _process_worker_main(conn: Connection, cache_root: str) -> None:
+    """Body of one ``processes`` worker: set-up steps kept by identity, one batch at a time."""
+    worker = _Worker(cache_root, {})
+    steps: dict[str, Step] = {}
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if msg is None:
+            return
+        ident, step, clips, keys = msg
+        if step is not None:
+            steps[ident] = step
+        try:
+            reply: tuple[str, Any] = ("ok", worker.run(steps[ident], clips, keys))
+        except StepSetupError as e:
+            reply = ("setup", str(e))
+        conn.send(reply)
+
+
+class _Process:
+    """One local worker process and the driver's end of its pipe."""
+
+    def __init__(self, ctx: Any, cache_root: str, gpu: int | None):
+        self.conn, child = ctx.Pipe()
+        env_gpu = {"CUDA_VISIBLE_DEVICES": str(gpu)} if gpu is not None else {}
+        saved = {k: os.environ.get(k) for k in env_gpu}
+        os.environ.update(env_gpu)  # spawn copies the driver's environment at start()
+        try:
+            self.proc = ctx.Process(target=_process_worker_main, args=(child, cache_root), daemon=True)
+            self.proc.start()
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        child.close()
+        self.idents: set[str] = set()  # steps this process has been sent
+
+    def send(self, ident: str, step: Step, clips: list[Clip], keys: list[str]) -> None:
+        self.conn.send((ident, None if ident in self.idents else step, clips, keys))
+        self.idents.add(ident)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        try:
+            self.conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self.proc.join(timeout)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+
+
+def _local_gpus() -> int:
+    """GPUs this machine shows (``CUDA_VISIBLE_DEVICES`` when set, else ``nvidia-smi -L``), without importing torch."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.stdout.splitlines()) if out.returncode == 0 else 0
+
+
 #: Environment variables passed to Ray workers (a cluster's workers do not inherit the driver's).
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "OMP_NUM_THREADS", "SYNCHRORAMA_PARAMS", "HF_HOME", "TORCH_HOME")
 
@@ -166,6 +248,8 @@ class Runner:
         self._started_ray = False
         self._pools: dict[Resources, list[Any]] = {}
         self._ready: dict[str, Step] = {}  # in-process set-up steps
+        self._procs: list[_Process] = []  # the processes backend's workers, kept across maps
+        self._gpus: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     def __enter__(self) -> "Runner":
@@ -175,6 +259,9 @@ class Runner:
         self.close()
 
     def close(self) -> None:
+        for proc in self._procs:
+            proc.stop()
+        self._procs.clear()
         if self._ray is not None:
             for pool in self._pools.values():
                 for actor in pool:
@@ -186,8 +273,11 @@ class Runner:
 
     @property
     def mode(self) -> str:
+        """``local`` (in-process), ``processes``, ``ray`` (a local Ray) or ``ray-cluster``."""
         if self.params.local:
             return "local"
+        if self.params.backend == "processes" or (self.params.backend == "auto" and not self._address()):
+            return "processes"
         return "ray-cluster" if self._address() else "ray"
 
     def _address(self) -> str | None:
@@ -252,6 +342,8 @@ class Runner:
                 ready = _setup_once(step, self._ready)
                 for b in batches:
                     done(b, execute_batch(ready, [clips[i] for i in b], [keys[i] for i in b], self.cache))
+            elif batches and self.mode == "processes":
+                self._map_processes(step, clips, keys, batches, done)
             elif batches:
                 self._map_ray(step, clips, keys, batches, done)
         finally:
@@ -260,6 +352,76 @@ class Runner:
         log.info("%s: %d kept, %d dropped (%d cached, %d computed) in %.1fs", step.name,
                  len(outcome.kept), len(outcome.drops), hits, len(todo), outcome.seconds)
         return outcome
+
+    # -- local worker processes ---------------------------------------------------------------------
+    def _map_processes(self, step: Step, clips: list[Clip], keys: list[str], batches: list[list[int]], done: Any) -> None:
+        res = step.resources
+        if res.gpus > 0:
+            if self._gpus is None:
+                self._gpus = int(self.params.num_gpus) if self.params.num_gpus is not None else _local_gpus()
+            if self._gpus < res.gpus:
+                if not getattr(step, "gpu_optional", False):
+                    raise StepSetupError(f"{step.name} needs {res.gpus} GPU per worker but this machine has {self._gpus}")
+                log.warning("%s: no GPU on this machine; running its workers on CPU", step.name)
+                res = Resources(cpus=res.cpus, gpus=0.0)
+        cpus = self.params.num_cpus or os.cpu_count() or 1
+        slots = int(cpus // res.cpus) if res.cpus > 0 else len(batches)
+        if res.gpus > 0:
+            slots = min(slots, int(self._gpus // res.gpus)) if res.cpus > 0 else int(self._gpus // res.gpus)  # type: ignore[operator]
+        want = max(1, min(slots, len(batches)))
+        ctx = multiprocessing.get_context("spawn")  # no fork: the driver may hold threads and model state
+
+        def spawn(slot: int) -> _Process:
+            gpu = slot % self._gpus if self._gpus else None
+            return _Process(ctx, str(self.cache.root), gpu)
+
+        while len(self._procs) < want:
+            self._procs.append(spawn(len(self._procs)))
+        ident = step.identity()
+        queue = deque((b, 0) for b in batches)  # (batch, crashes so far)
+        busy: dict[int, tuple[list[int], int]] = {}  # slot -> its batch
+        try:
+            while queue or busy:
+                for slot in range(want):
+                    if slot not in busy and queue:
+                        batch, crashes = queue.popleft()
+                        self._procs[slot].send(ident, step, [clips[i] for i in batch], [keys[i] for i in batch])
+                        busy[slot] = (batch, crashes)
+                conns = {self._procs[s].conn: s for s in busy}
+                sentinels = {self._procs[s].proc.sentinel: s for s in busy}
+                for ready in wait(list(conns) + list(sentinels)):
+                    slot = conns.get(ready, sentinels.get(ready))  # type: ignore[arg-type]
+                    if slot not in busy:
+                        continue  # its pipe and its sentinel both fired
+                    proc = self._procs[slot]
+                    try:
+                        status, payload = proc.conn.recv() if proc.conn.poll() else (None, None)
+                    except (EOFError, OSError):
+                        status, payload = None, None
+                    if status is None and proc.proc.is_alive() and ready is proc.conn:
+                        continue  # spurious wake-up
+                    batch, crashes = busy.pop(slot)
+                    if status == "setup":
+                        raise StepSetupError(payload)
+                    if status == "ok":
+                        done(batch, payload)
+                        continue
+                    # The worker died with this batch: restart it; retry the batch or give up on it.
+                    proc.proc.join(1)
+                    code = proc.proc.exitcode
+                    proc.stop(0)
+                    self._procs[slot] = spawn(slot)
+                    if crashes < self.params.max_retries:
+                        queue.appendleft((batch, crashes + 1))
+                    else:
+                        msg = f"worker process died {crashes + 1} times on this clip (exit code {code})"
+                        done(batch, [Drop("error:WorkerCrashed", msg)] * len(batch))  # not cached: may be transient
+        except BaseException:
+            for proc in self._procs:  # a half-sent pipe protocol cannot be resumed: start afresh next time
+                proc.proc.kill()
+                proc.stop(0)
+            self._procs.clear()
+            raise
 
     # -- Ray ----------------------------------------------------------------------------------------
     def _map_ray(self, step: Step, clips: list[Clip], keys: list[str], batches: list[list[int]], done: Any) -> None:

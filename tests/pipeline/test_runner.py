@@ -109,15 +109,55 @@ def test_all_hits_never_start_ray(env):
     cache, log = env
     with Runner(RunnerParams(local=True, progress=False), cache) as r:
         r.map(Double(log), clips(3))
-    with Runner(RunnerParams(progress=False), cache) as r:  # Ray mode, but nothing to compute
-        out = r.map(Double(log), clips(3))
-        assert r._ray is None and out.hits == 3
+    for backend in ("ray", "processes"):
+        with Runner(RunnerParams(backend=backend, progress=False), cache) as r:  # nothing to compute
+            out = r.map(Double(log), clips(3))
+            assert r._ray is None and not r._procs and out.hits == 3
+
+
+def test_backend_choice(monkeypatch, env):
+    cache, _ = env
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert Runner(RunnerParams(), cache).mode == "processes"
+    assert Runner(RunnerParams(backend="ray"), cache).mode == "ray"
+    assert Runner(RunnerParams(address="ray://head:10001"), cache).mode == "ray-cluster"
+    assert Runner(RunnerParams(local=True, address="auto"), cache).mode == "local"
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    assert Runner(RunnerParams(), cache).mode == "ray-cluster"
+    assert Runner(RunnerParams(backend="processes"), cache).mode == "processes"
+
+
+def test_processes_two_workers_crash_retry_and_setup_errors(env):
+    """The default local backend: same contract as Ray's (see the Ray test below)."""
+    cache, log = env
+    with Runner(RunnerParams(backend="processes", num_cpus=2, max_retries=1, progress=False), cache) as r:
+        out = r.map(Double(log, fail_on=2), clips(6))
+        assert [c.key for c in out.kept] == ["0", "1", "3", "4", "5"]
+        assert [c.scores["n2"] for c in out.kept] == [0, 2, 6, 8, 10]
+        assert out.drops[0][1].reason == "error:ValueError" and "bad clip 2" in out.drops[0][1].message
+        assert len(calls(log, "setup-")) == 2  # two workers, each set up once
+        pids = {p.proc.pid for p in r._procs}
+
+        crash = r.map(CrashOnce(log), clips(3))  # each clip kills its worker once, then succeeds
+        assert [c.key for c in crash.kept] == ["0", "1", "2"]
+        assert not {p.proc.pid for p in r._procs} & pids  # both workers were replaced
+
+        dead = r.map(CrashOnce(log, always=True), clips(1)[:1])
+        assert dead.drops[0][1].reason == "error:WorkerCrashed" and "2 times" in dead.drops[0][1].message
+        assert cache.get("crash_once", Cache.key(CrashOnce(log, always=True).identity(), clips(1)[0])) is None  # not cached
+
+        again = r.map(Double(log), clips(8))  # the restarted workers serve the next step
+        assert [c.scores["n2"] for c in again.kept] == [2 * i for i in range(8)]
+
+        with pytest.raises(StepSetupError, match="config.json missing"):
+            r.map(BrokenSetup(), clips(1))
+        assert not r._procs
 
 
 @pytest.mark.slow
 def test_ray_two_workers_crash_retry_and_setup_errors(env):
     cache, log = env
-    params = RunnerParams(num_cpus=2, max_retries=1, progress=False, temp_dir=str(Path(log).parent / "ray"))
+    params = RunnerParams(backend="ray", num_cpus=2, max_retries=1, progress=False, temp_dir=str(Path(log).parent / "ray"))
     with Runner(params, cache) as r:
         out = r.map(Double(log, fail_on=2), clips(6))
         assert [c.key for c in out.kept] == ["0", "1", "3", "4", "5"]
