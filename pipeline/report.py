@@ -170,6 +170,20 @@ def render(summaries: list[dict[str, Any]], metrics: dict[str, Any], tiny: list[
     return "\n".join(md) + "\n", "\n".join(h) + "\n"
 
 
+def _select_markdown(path: Path) -> str:
+    """The ``select`` section of data.md: clips, hours and speakers per split, drops by reason."""
+    if not path.is_file():
+        return ""
+    r = json.loads(path.read_text())
+    md = ["", "## Splits (select)", "", "| split | clips | hours | speakers |", "|---|---|---|---|"]
+    md += [f"| {name} | {s['clips']} | {s['hours']:.3f} | {s['speakers']} |" for name, s in r.get("splits", {}).items()]
+    reasons = ", ".join(f"{k}: {v}" for k, v in r.get("dropped_by_reason", {}).items()) or "none"
+    md += ["", f"Dropped by select: {reasons}."]
+    if r.get("unchecked"):
+        md.append(f"Thresholds without scores (not applied): {', '.join(r['unchecked'])}.")
+    return "\n".join(md) + "\n"
+
+
 def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, Any]:
     data = params.read_yaml(params_file)
     where = str(params_file or params.params_path())
@@ -181,6 +195,7 @@ def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, An
     for f in sorted((root / "reports" / "ingest").glob("*.json")):
         metrics[f.stem] = json.loads(f.read_text())
     md, page = render(summaries, metrics, _tiny_models(root), rp)
+    md += _select_markdown(root / "reports" / "select" / "select.json")
     for name, text in (("data.md", md), ("index.html", page)):
         out = root / "reports" / name
         out.parent.mkdir(parents=True, exist_ok=True)

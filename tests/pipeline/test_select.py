@@ -11,6 +11,7 @@ import yaml
 
 from pipeline import select
 from pipeline.params import ParamsError
+from pipeline.report import _select_markdown
 
 
 def _clip_rows(dataset, n_speakers, clips_per_speaker):
@@ -76,6 +77,8 @@ def test_splits_are_identity_disjoint_deterministic_and_test_only_goes_to_test(t
         assert sorted(r["key"] for r in lists[s]) == sorted(d["key"] for d in decisions if d["split"] == s)
         assert report["splits"][s]["clips"] == len(lists[s])
     assert all(set(r) == {"dataset", "key", "shard", "frames", "speaker"} for s in select.SPLITS for r in lists[s])
+    md = _select_markdown(tmp_path / "reports" / "select" / "select.json")
+    assert f"| test | {len(lists['test'])} |" in md and "profile: " in md
 
     # deterministic: a second run gives byte-identical lists; another seed moves speakers
     first = {s: (tmp_path / "shards" / "splits" / f"{s}.jsonl").read_bytes() for s in select.SPLITS}
