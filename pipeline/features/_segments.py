@@ -96,3 +96,13 @@ def run_windows(signals: Sequence[np.ndarray], sample_rate: int, window_s: float
     for (i, _), row in zip(flat, rows):
         per_signal[i].append(row)
     return bounds, per_signal
+
+
+def clip_segments(bounds: Sequence[tuple[int, int]], values: np.ndarray, encode: dict[str, Any], n_samples: int,
+                  sample_rate: int) -> tuple[list[dict[str, float]], int, np.ndarray]:
+    """Segment times, the clip's frame count (``encode["frames"]``, else from the track length) and
+    the per-frame array ``(frames, C)`` of a clip's window values ``(K, C)``."""
+    fps = encode.get("fps", 25)
+    frames = int(encode.get("frames") or round(n_samples / sample_rate * fps))
+    times = segment_times(bounds, sample_rate)
+    return times, frames, frame_values([t["start"] for t in times], [t["end"] for t in times], values, frames, fps)

@@ -36,7 +36,7 @@ from pipeline.clip import Clip
 from pipeline.features import Extractor as _Extractor
 from pipeline.features import FeatureParams
 from pipeline.features._audio import audio_source, read_mono
-from pipeline.features._segments import frame_values, run_windows, segment_times
+from pipeline.features._segments import clip_segments, run_windows
 from pipeline.weights import ModelSpec
 
 SAMPLE_RATE = 16000
@@ -159,10 +159,7 @@ class Extractor(_Extractor):
         results = []
         for clip, out, (which, _), x, bs, r in zip(clips, outs, sources, signals, bounds, rows):
             seg = np.stack(r).astype(np.float32)
-            times = segment_times(bs, SAMPLE_RATE)
-            fps = clip.meta.get("encode", {}).get("fps", 25)
-            frames = int(clip.meta.get("encode", {}).get("frames") or round(len(x) / SAMPLE_RATE * fps))
-            per_frame = frame_values([t["start"] for t in times], [t["end"] for t in times], seg, frames, fps)
+            times, frames, per_frame = clip_segments(bs, seg, clip.meta.get("encode", {}), len(x), SAMPLE_RATE)
             np.save(out / "segments.npy", seg)
             np.save(out / "frames.npy", per_frame)
             values = {"dims": list(DIMS), "window_s": p.window_s, "hop_s": p.window_s / 2, "segments": times, "frames": frames,
