@@ -55,3 +55,22 @@ def test_real_24bit_48k_wav_loads(real_dir):
     ref = sf.read(path, dtype="float32")[0].mean(axis=1)
     # same loudness before and after resampling (within 0.5 dB): the decode is faithful
     assert _integrated_loudness(x, 16000) == pytest.approx(_integrated_loudness(ref, 48000), abs=0.5)
+
+
+@pytest.mark.parametrize("rate", [16000, 48000])
+def test_loudness_equals_the_reference_implementation(rate):
+    """Our numpy BS.1770 (FFT K-weighting, gating) against pyloudnorm's lfilter implementation."""
+    pyloudnorm = pytest.importorskip("pyloudnorm")
+    from pipeline.steps.audio import integrated_loudness, k_weight
+
+    rng = np.random.default_rng(rate)
+    t = np.arange(int(12.3 * rate)) / rate
+    # speech-like bursts, a quiet noise floor (below the relative gate) and a low hum in the second half
+    x = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 0.7 * t) > 0) + 0.002 * rng.standard_normal(t.size)
+         + 0.2 * np.sin(2 * np.pi * 30 * t) * (t > 6)).astype(np.float32)
+    ref = pyloudnorm.Meter(rate).integrated_loudness(x.astype(np.float64))
+    assert integrated_loudness(x, rate) == pytest.approx(ref, abs=1e-6)
+    # chunked filtering (overlap-save) gives the same signal as one piece
+    assert np.abs(k_weight(x, rate, chunk_s=2.5) - k_weight(x, rate, chunk_s=100)).max() < 1e-9
+    assert _integrated_loudness(np.zeros(rate, np.float32), rate) == float("-inf")
+    assert _integrated_loudness(x[: rate // 4], rate) == float("-inf")  # shorter than one 400 ms block
