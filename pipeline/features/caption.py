@@ -144,7 +144,12 @@ def _sd15_spec() -> ModelSpec:
     return weights_spec()
 
 
-WEIGHTS = (vlm_spec(Params()), _sd15_spec())
+def weights_for(params: Params) -> tuple[ModelSpec, ...]:
+    """The folders this feature loads with ``params`` (``WEIGHTS`` is the default params' set)."""
+    return vlm_spec(params), _sd15_spec()
+
+
+WEIGHTS = weights_for(Params())
 
 
 # -- frames ---------------------------------------------------------------------------------------
@@ -199,7 +204,7 @@ class Extractor(_Extractor):
 
     def __init__(self, params: Params, weights_params: Any, root: Path = Path("."), features: Any = None):
         # The model folder and its expected files follow the params (backend, model name).
-        self.weights = (vlm_spec(params), _sd15_spec())
+        self.weights = weights_for(params)
         super().__init__(params, weights_params, root, features)
         self.vlm_name = params.model
         self.sd15_name = self.weights[1].name
