@@ -166,7 +166,13 @@ def configured_specs(data: dict[str, Any]) -> list[ModelSpec]:
         if entry.get("enabled", True) is False:
             continue
         module = load_module(name, entry.get("module", ""))
-        for spec in getattr(module, "WEIGHTS", ()):
+        # A feature whose folders depend on its params (caption: backend and model) says so with
+        # ``weights_for(params)``; ``WEIGHTS`` is the set for its default params.
+        if hasattr(module, "weights_for"):
+            feature_specs = module.weights_for(params_mod.from_dict(module.Params, dict(entry), f"features.{name}"))
+        else:
+            feature_specs = getattr(module, "WEIGHTS", ())
+        for spec in feature_specs:
             specs.setdefault(spec.name, spec)
     return list(specs.values())
 

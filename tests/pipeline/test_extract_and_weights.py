@@ -122,3 +122,12 @@ def test_extract_rejects_stay_aligned(project, tmp_path):
 def test_extract_without_clip_shards_is_a_clear_error(project):
     with pytest.raises(FileNotFoundError, match="run the stage that writes it first"):
         extract.run("fake", "nope", root=project, params_file=project / "params.yaml")
+
+
+def test_configured_specs_follow_a_features_params(tmp_path):
+    """The weights stage verifies the caption model the params name, not the default one."""
+    from pipeline.weights import configured_specs
+
+    default = {s.name for s in configured_specs({"weights": {"backbone": False}, "features": {"caption": {}}})}
+    custom = {s.name for s in configured_specs({"weights": {"backbone": False}, "features": {"caption": {"model": "my-vlm"}}})}
+    assert "my-vlm" in custom and "my-vlm" not in default and custom - {"my-vlm"} == default - (default - custom)
