@@ -90,7 +90,7 @@ class DataParams:
     seed: int = 0
     # stage-2 reference frame: "any" frame of the clip (uniform), or one of its "keyframe"s (uniform over the
     # IDR frames, one per GOP: one decoded frame instead of about 9 when it lies outside the window's GOPs)
-    stage2_reference: Literal["any", "keyframe"] = "any"
+    stage2_reference: Literal["any", "keyframe"] = "keyframe"
 
     def __post_init__(self) -> None:
         for name in ("stage1_features", "stage2_features"):
@@ -322,8 +322,7 @@ def to_tensor(frames: list[np.ndarray], bgr: bool = False) -> torch.Tensor:
     for i, frame in enumerate(frames):  # one frame at a time: it stays in cache for the scaling
         planes = cv2.split(frame)
         for c in range(3):
-            out[i, c] = planes[2 - c if bgr else c]
-        np.multiply(out[i], np.float32(1 / 127.5), out=out[i])
+            np.multiply(planes[2 - c if bgr else c], np.float32(1 / 127.5), out=out[i, c], casting="unsafe")
         np.subtract(out[i], np.float32(1), out=out[i])
     return torch.from_numpy(out)
 

@@ -223,3 +223,54 @@ def test_missing_feature_errors_name_the_clip_the_feature_and_the_fix(tmp_path):
         ClipWindows(p, "stage2", shard_root=root / "shards")
     with pytest.raises(ValueError, match="unknown feature 'emotions'"):
         DataParams(stage2_features=["emotions"])
+
+
+def test_indexed_decode_equals_opencv_seek_decode(tmp_path):
+    """ClipVideo (IDR-start Annex-B stream, unwanted non-reference frames left out) gives the very
+    pixels of OpenCV's seek path, on a B-frame stream with scene-cut keyframes between the GOP ones."""
+    from model.data import ClipVideo, decode_frames
+
+    path = tmp_path / "noise.mp4"
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (4, 48, 48, 3), np.uint8)
+    raw = np.concatenate([np.roll(base[i // 20], i, axis=1)[None] for i in range(80)])  # a cut every 20 frames
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "48x48", "-r", "25",
+                    "-i", "-", "-c:v", "libx264", "-preset", "fast", "-crf", "18", "-g", "25", "-bf", "3", "-pix_fmt", "yuv420p",
+                    "-movflags", "+faststart", str(path)], input=raw.tobytes(), check=True)
+    mp4 = path.read_bytes()
+    video = ClipVideo(mp4)
+    assert video.frames == 80 and video.keyframes[0] == 0 and not video.reference.all()  # there are frames to skip
+    feed, shown = video.plan(list(range(30, 46)))
+    assert len(feed) < 46 - int(video.keyframes[video.keyframes <= 30].max()) + 3  # fewer than decoding through
+    requests = [list(range(s - 2, s + 14)) + [r] for s, r in [(2, 79), (11, 0), (30, 31), (60, 5), (66, 40), (24, 24)]]
+    for idx in requests:
+        fast, slow = video.decode(idx, 48), decode_frames(mp4, idx, 48, rgb=False)
+        assert fast.keys() == slow.keys() == set(idx)
+        assert all(np.array_equal(fast[i], slow[i]) for i in idx)
+    with pytest.raises(ValueError, match="outside the clip"):
+        video.decode([80], 48)
+    with pytest.raises(ValueError):
+        ClipVideo(b"not an mp4")
+
+
+def test_keyframe_reference_is_uniform_over_keyframes(project):
+    keyframes = np.array([0, 25, 50, 69, 94])
+    p = DataParams(size=SIDE, stage2_reference="keyframe")
+    rng = np.random.default_rng(1)
+    refs = [int(stage2_indices(100, p, rng, keyframes)["reference_index"]) for _ in range(2000)]
+    counts = np.array([refs.count(k) for k in keyframes])
+    assert set(refs) == set(keyframes.tolist()) and counts.min() > 0.8 * 400 and counts.max() < 1.2 * 400
+    refs_any = {int(stage2_indices(100, DataParams(size=SIDE, stage2_reference="any"), rng, keyframes)["reference_index"]) for _ in range(2000)}
+    assert len(refs_any) == 100
+    # in the loader: references are IDR frames of their clip (read from its mp4), and their pixels are that frame
+    from model.data import ClipVideo
+
+    samples = list(ClipWindows(DataParams(**{**PARAMS.__dict__, "stage2_reference": "keyframe", "samples_per_clip": 6}), "stage2",
+                               shard_root=project / "shards", world_size=1, rank=0))
+    assert {int(s["reference_index"]) for s in samples} - {0}  # not only the first frame
+    for s in samples:
+        name = s["key"].split("__")[1]
+        assert int(s["reference_index"]) in ClipVideo((project / "media" / f"{name}.mp4").read_bytes()).keyframes.tolist()
+        assert abs(_grey(s["reference"][None])[0] - _level(int(s["reference_index"]))) <= 1.5
+    with pytest.raises(ValueError, match="stage2_reference"):
+        DataParams(stage2_reference="nearest")
