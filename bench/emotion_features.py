@@ -43,7 +43,7 @@ def paper_arch_specs() -> dict:
     """Random models with the paper architectures in the native formats (the tiny tokenizers and
     feature extractors are reused: they do not change the compute)."""
     import torch
-    from transformers import (HubertConfig, HubertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification,
+    from transformers import (GenerationConfig, HubertConfig, HubertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification,
                               WhisperConfig, WhisperForConditionalGeneration)
 
     from pipeline.features import emotion_speech, emotion_text, transcript, valence_arousal
@@ -55,7 +55,9 @@ def paper_arch_specs() -> dict:
         config = WhisperConfig(**{k: tiny[k] for k in ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")},
                                num_mel_bins=80, d_model=1280, encoder_layers=32, decoder_layers=32, encoder_attention_heads=20,
                                decoder_attention_heads=20, encoder_ffn_dim=5120, decoder_ffn_dim=5120, max_target_positions=448)
-        WhisperForConditionalGeneration(config).save_pretrained(folder)
+        model = WhisperForConditionalGeneration(config)
+        model.generation_config = GenerationConfig.from_pretrained(folder)  # timestamp and language tokens of the tokenizer
+        model.save_pretrained(folder)
 
     def roberta(folder: Path, seed: int) -> None:
         emotion_text.make_tiny_roberta_classifier(folder, seed)
