@@ -1,6 +1,6 @@
 """Training loader throughput: stage-2 samples per second per CPU worker at 512x512, decode included.
 
-    python -m bench.loader_throughput [--samples 60] [--clips 6] [--gpu-step-s 1.0] [--batch 4]
+    python -m bench.loader_throughput [--samples 60] [--clips 6] [--gpu-step-s 1.0] [--batch 4] [--reference keyframe|any]
 
 Inputs: ``--clips`` clips of 6-10 s cut from a real 25 fps talking-head video (looped) in
 ``../shared/data/real`` (synthetic test pattern when absent), scaled to 512x512 and encoded as
@@ -10,8 +10,9 @@ per frame, 7 text-emotion and 4 speech-emotion classes, VA, 77 x 768 CLIP text s
 
 Measured in one process (= one DataLoader worker, one core; OpenCV decodes with one thread):
 ``ClipWindows(stage2)`` yields ``--samples`` samples (14 target + 2 motion + 1 reference frame,
-decoded and converted to float tensors); wall and CPU seconds, and the decode share (the same
-frame requests timed through ``decode_frames`` alone).
+decoded and converted to float tensors; ``--reference`` is ``data.stage2_reference``); wall and CPU
+seconds, and the decode share (the same frame requests timed through ``ClipVideo.decode`` alone, and
+through OpenCV's seek path ``decode_frames`` for comparison).
 
 Workers to feed one GPU at batch ``--batch``: ``ceil(batch / gpu_step_s / samples_per_s)``.
 ``--gpu-step-s`` is an assumption, not a measurement: the paper (section 4: A100, batch 4,
@@ -91,14 +92,14 @@ def make_inputs(root: Path, n_clips: int) -> None:
             f.write(json.dumps({"dataset": "bench", "key": k, "shard": "clips-000000.tar", "frames": n, "speaker": k}) + "\n")
 
 
-def measure(root: Path, n_samples: int) -> dict:
+def measure(root: Path, n_samples: int, reference: str) -> dict:
     import cv2
 
-    from model.data import ClipWindows, DataParams, decode_frames
+    from model.data import ClipVideo, ClipWindows, DataParams, decode_frames
 
     cv2.setNumThreads(1)
     n_clips = len((root / "shards" / "splits" / "train.jsonl").read_text().splitlines())
-    p = DataParams(size=SIZE, samples_per_clip=max(1, math.ceil(n_samples / n_clips)), shuffle_buffer=4)
+    p = DataParams(size=SIZE, samples_per_clip=max(1, math.ceil(n_samples / n_clips)), shuffle_buffer=4, stage2_reference=reference)
     ds = ClipWindows(p, "stage2", shard_root=root / "shards", rank=0, world_size=1)
     it = iter(ds)
     first = next(it)  # opens the shards; not timed
@@ -112,12 +113,20 @@ def measure(root: Path, n_samples: int) -> dict:
     for sample in iter_samples(root / "shards" / "clips" / "bench"):
         mp4[sample["__key__"]] = sample["mp4"]
     t1 = time.process_time()
+    videos = {}
+    for key, idx in requests:
+        video = videos.get(key) or videos.setdefault(key, ClipVideo(mp4[key]))  # indexed once per clip, as the loader does
+        video.decode(idx, SIZE)
+    decode_cpu = time.process_time() - t1
+    fed = sum(len(videos[key].plan(idx)[0]) for key, idx in requests)
+    t2 = time.process_time()
     for key, idx in requests:
         decode_frames(mp4[key], idx, SIZE)
-    decode_cpu = time.process_time() - t1
+    seek_cpu = time.process_time() - t2
     n = len(requests)
     return {"samples": n, "wall_s": wall, "cpu_s": cpu, "samples_per_s_wall": n / wall, "samples_per_s_cpu": n / cpu,
-            "decode_cpu_s_per_sample": decode_cpu / n, "decode_share_of_cpu": decode_cpu / cpu,
+            "cpu_s_per_sample": cpu / n, "decode_cpu_s_per_sample": decode_cpu / n, "decode_share_of_cpu": decode_cpu / cpu,
+            "frames_decoded_per_sample": fed / n, "opencv_seek_decode_cpu_s_per_sample": seek_cpu / n,
             "sample_shapes": {k: list(v.shape) for k, v in first.items() if hasattr(v, "shape")}}
 
 
@@ -127,16 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=6)
     ap.add_argument("--gpu-step-s", type=float, default=1.0)
     ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--reference", choices=("keyframe", "any"), default="keyframe", help="data.stage2_reference")
     args = ap.parse_args(argv)
     with temp_folder("loader_throughput") as tmp:
         log("loader_throughput: encoding inputs")
         make_inputs(tmp, args.clips)
         log("loader_throughput: measuring")
-        m = measure(tmp, args.samples)
+        m = measure(tmp, args.samples, args.reference)
     per_worker = m["samples_per_s_cpu"]
     demand = args.batch / args.gpu_step_s
     result = {
-        "size": SIZE, "source": SOURCE if (REAL_VIDEOS / SOURCE).is_file() else "testsrc2",
+        "size": SIZE, "reference": args.reference, "source": SOURCE if (REAL_VIDEOS / SOURCE).is_file() else "testsrc2",
         **{k: rnd(v) for k, v in m.items()},
         "assumed_gpu_step_s": args.gpu_step_s, "batch": args.batch, "gpu_samples_per_s": rnd(demand),
         "workers_per_gpu": math.ceil(demand / per_worker),

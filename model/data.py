@@ -17,7 +17,7 @@ Stage 2 sample (T = ``target_frames`` = 14, M = ``motion_frames`` = 2, c = ``aud
 
     frames          (T, 3, S, S) float32 in [-1, 1]  frames s .. s+T-1, s uniform in [M, F-T]
     motion_frames   (M, 3, S, S)                     frames s-M .. s-1
-    reference       (3, S, S)                        a random frame of the whole clip
+    reference       (3, S, S)                        a random keyframe (or frame: stage2_reference) of the clip
     audio_embed     (T + 2c, L, H) float32            wav2vec2 states of frames s-c .. s+T+c-1, clamped to
                                                      [0, F-1] as ``frame_windows`` clamps: AudioProjection
                                                      output rows c .. c+T-1 belong to ``frames``
@@ -39,8 +39,10 @@ batch to :class:`LoaderState` and give its ``state_dict()`` back to :meth:`ClipW
 each worker then skips (without decoding) the positions it already delivered. The order depends
 on seed, epoch and the number of global workers.
 
-Decoding uses OpenCV's FFmpeg backend on the mp4 written to /dev/shm (no torchvision): only the
-needed frames are converted, with a seek to the keyframe before a frame more than a GOP ahead.
+Decoding uses OpenCV's FFmpeg backend (no torchvision). :class:`ClipVideo` indexes a clip's mp4 once
+and decodes each request from the IDR frame of its GOP, leaving out unwanted non-reference frames;
+``reference`` is an IDR frame by default (``stage2_reference``). Files it cannot index fall back to
+OpenCV's frame seek (:func:`decode_frames`).
 """
 
 from __future__ import annotations
