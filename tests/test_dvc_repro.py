@@ -51,7 +51,7 @@ def test_dvc_repro_on_the_sample(tmp_path):
     assert len([r for r in manifest if r["source"] == "long_26s.mp4"]) == 2
     assert all(3.0 <= r["duration"] <= 20.0 and r["fps"] == 25 and r["sample_rate"] == 16000 for r in manifest)
     metrics = json.loads((work / "reports" / "ingest" / "sample.json").read_text())
-    assert metrics["kept"] == len(manifest) == 9 and metrics["runner"] == "ray"
+    assert metrics["kept"] == len(manifest) == 9 and metrics["runner"] == "processes"  # no cluster address: local workers
     assert "unreadable" in (work / "reports" / "data.md").read_text()
     assert "multi_face" in (work / "reports" / "data.md").read_text() and "profile" in (work / "reports" / "data.md").read_text()
 
@@ -63,7 +63,7 @@ def test_dvc_repro_on_the_sample(tmp_path):
     from pipeline.shards import iter_samples
 
     frames = {r["key"]: r["frames"] for r in manifest}
-    for feature in ("vocals", "speech", "audio_embed"):
+    for feature in ("vocals", "speech", "audio_embed", "transcript", "emotion_text", "emotion_speech", "valence_arousal", "caption"):
         assert f"Running stage 'extract@{feature}-sample'" in out
         report = json.loads((work / "reports" / "extract" / f"{feature}-sample.json").read_text())
         assert report["kept"] == len(manifest), report
@@ -71,7 +71,19 @@ def test_dvc_repro_on_the_sample(tmp_path):
         assert read_manifest(side).column("key").to_pylist() == [r["key"] for r in manifest]
     for s in iter_samples(work / "shards" / "features" / "audio_embed" / "sample"):
         assert np.load(io.BytesIO(s["npy"])).shape[0] == frames[s["__key__"]]  # one vector per video frame
+    for feature, member in (("emotion_text", "frames.npy"), ("emotion_speech", "frames.npy"), ("valence_arousal", "frames.npy")):
+        for s in iter_samples(work / "shards" / "features" / feature / "sample"):
+            assert np.load(io.BytesIO(s[member])).shape[0] == frames[s["__key__"]], (feature, s["__key__"])
+            assert json.loads(s["json"])["tiny"] is True  # computed with tiny stand-ins, and says so
+    for s in iter_samples(work / "shards" / "features" / "caption" / "sample"):
+        assert np.load(io.BytesIO(s["text_states.npy"])).shape[0] == 77 and json.loads(s["json"])["values"]["caption"] is not None
     assert f"- speech: ok: {len(manifest)}" in (work / "reports" / "data.md").read_text()
+
+    # select: every clip decided, splits identity-disjoint lists
+    assert "Running stage 'select'" in out
+    decisions = json.loads((work / "reports" / "select" / "select.json").read_text())
+    splits = {name: (work / "shards" / "splits" / f"{name}.jsonl").read_text().splitlines() for name in ("train", "val", "test")}
+    assert sum(len(v) for v in splits.values()) + sum(decisions["dropped_by_reason"].values()) == len(manifest), decisions
     assert (work / "reports" / "index.html").stat().st_size > 10_000
 
     again = sh(["dvc", "repro"], work, env)
