@@ -58,6 +58,31 @@ def ffprobe(path: Path | str) -> dict[str, Any]:
     return json.loads(proc.stdout or b"{}")
 
 
+def ffprobe_with_packets(path: Path | str) -> tuple[dict[str, Any], dict[int, np.ndarray]]:
+    """:func:`ffprobe` and the :func:`packet_times` of every stream, from one ffprobe process.
+
+    One demux pass instead of two processes: about half the probe time of a short clip.
+    """
+    cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-show_format",
+           "-show_entries", "packet=stream_index,pts_time,duration_time", str(path)]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        raise MediaError(f"ffprobe cannot read {path}: {_tail(proc.stderr)}")
+    info = json.loads(proc.stdout or b"{}")
+    rows: dict[int, list[tuple[float, float]]] = {}
+    for pkt in info.pop("packets", None) or []:
+        try:
+            pts = float(pkt["pts_time"])
+        except (KeyError, ValueError):
+            continue  # packets without a timestamp
+        try:
+            dur = float(pkt.get("duration_time", 0.0))
+        except ValueError:
+            dur = 0.0
+        rows.setdefault(int(pkt.get("stream_index", -1)), []).append((pts, dur))
+    return info, {k: np.asarray(sorted(v), dtype=np.float64).reshape(-1, 2) for k, v in rows.items()}
+
+
 def packet_times(path: Path | str, stream: str) -> np.ndarray:
     """``(N, 2)`` float64 array of (pts, duration) seconds of every packet of ``stream`` ("v:0").
 

@@ -1,6 +1,6 @@
 """``probe``: what is in a raw video, and whether it is usable at all.
 
-Reads the container with ffprobe, then demuxes the video packets (no decoding) to learn the true
+Reads the container and demuxes its packets (no decoding) in one ffprobe process, to learn the true
 video extent and whether the frame rate is variable: container headers of truncated or badly
 muxed files routinely lie about both. Drops: ``unreadable`` (ffprobe fails or no decodable
 packets), ``no_video``, ``no_audio``.
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.clip import NO_AUDIO, NO_VIDEO, UNREADABLE, Clip, Drop
-from pipeline.media import MediaError, ffprobe, packet_times, parse_rate
+from pipeline.media import MediaError, ffprobe_with_packets, parse_rate
 from pipeline.steps import Resources, Step
 
 
@@ -39,7 +39,7 @@ class Probe(Step):
 
     def __call__(self, clip: Clip, out: Path) -> Clip | Drop:
         try:
-            info = ffprobe(clip.source)
+            info, packets_by_stream = ffprobe_with_packets(clip.source)
         except MediaError as e:
             return Drop(UNREADABLE, str(e))
         streams = info.get("streams", [])
@@ -50,10 +50,7 @@ class Probe(Step):
         if not audio:
             return Drop(NO_AUDIO, f"{clip.source_rel}: no audio stream")
         v, a = video[0], audio[0]
-        try:
-            packets = packet_times(clip.source, "v:0")
-        except MediaError as e:
-            return Drop(UNREADABLE, str(e))
+        packets = packets_by_stream.get(int(v.get("index", 0)), np.zeros((0, 2)))
         if len(packets) < 2:
             return Drop(UNREADABLE, f"{clip.source_rel}: {len(packets)} decodable video packets")
         pts = packets[:, 0]
