@@ -20,7 +20,9 @@ features (``feature:<f>:<status>`` when a feature in ``required_features`` is no
 clip), music ratio (``music``), speech ratio (``no_speech``), then the generic ``scores`` map
 (``score:<column>``). A threshold whose score column is absent or empty for a clip (the step or
 feature did not run or was disabled) is not applied; ``select.json`` lists such thresholds as
-``unchecked``.
+``unchecked``. Scores of a feature computed with tiny stand-in weights are not applied either
+(``tiny_scores: ignore``, the default; listed as ``tiny_scores_ignored``): random weights measure
+nothing, and the demo would otherwise drop every clip on a random music ratio.
 
 Splits: every clip of a speaker goes to the same split, chosen by a hash of
 ``(seed, dataset, speaker)`` against the ratios, so splits are deterministic, independent of clip
@@ -45,14 +47,14 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import datasets as datasets_mod
 from pipeline import params
-from pipeline.shards import MANIFEST, AtomicDir, ShardParams
+from pipeline.shards import MANIFEST, AtomicDir, ShardParams, iter_samples
 from pipeline.stats import write_json
 
 log = logging.getLogger("pipeline.select")
@@ -87,6 +89,9 @@ class SelectParams:
     min_speech_ratio: Optional[float] = 0.3  # score_speech_ratio
     scores: dict[str, Range] = field(default_factory=dict)  # any other column: {score_x: {min, max}}
     required_features: list[str] = field(default_factory=list)  # a clip whose sidecar is not ok is dropped
+    # Scores computed with tiny (randomly initialised) stand-in weights measure nothing: "ignore" leaves
+    # their thresholds unapplied (listed in select.json as tiny_scores_ignored); "apply" uses them anyway.
+    tiny_scores: Literal["ignore", "apply"] = "ignore"
 
     def __post_init__(self) -> None:
         for name in ("val_fraction", "test_fraction"):
@@ -149,6 +154,22 @@ def read_dataset(shard_root: Path, dataset: str) -> tuple[list[dict[str, Any]], 
     return clips, features
 
 
+def tiny_features(shard_root: Path, dataset: str, features: list[str]) -> list[str]:
+    """The features whose sidecar for ``dataset`` was computed with tiny stand-in weights (its first
+    computed json says ``"tiny": true``; every json of a sidecar shares the provenance)."""
+    out = []
+    for feature in features:
+        for sample in iter_samples(shard_root / "features" / feature / dataset):
+            body = json.loads(sample["json"])
+            if body.get("status") == "disabled":
+                break
+            if "tiny" in body:
+                if body["tiny"]:
+                    out.append(feature)
+                break
+    return out
+
+
 def decide(p: SelectParams, dataset: str, test_only: bool, clips: list[dict[str, Any]],
            features: dict[str, dict[str, dict[str, Any]]], checked: set[str]) -> list[dict[str, Any]]:
     """One decision row per clip (``split`` set and ``reason`` empty when kept). ``checked``
@@ -204,6 +225,7 @@ def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, An
     shard_root = root / params.load(ShardParams, "shards", data=data).root
     rows: list[dict[str, Any]] = []
     checked: set[str] = set()
+    ignored_tiny: set[str] = set()
     for name, raw in sorted((data.get("datasets") or {}).items()):
         common, _ = datasets_mod.parse(name, raw)
         clips, features = read_dataset(shard_root, name)
@@ -211,6 +233,12 @@ def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, An
         if missing:
             raise FileNotFoundError(f"select.required_features: {missing[0]} has no sidecar for dataset {name} "
                                     f"(run `dvc repro extract@{missing[0]}-{name}` or remove it from the list)")
+        if p.tiny_scores == "ignore":
+            for feature in tiny_features(shard_root, name, sorted(features)):
+                log.warning("select: %s-%s was computed with tiny stand-in weights; its score thresholds are not applied "
+                            "(select.tiny_scores: apply to use them)", feature, name)
+                ignored_tiny.add(feature)
+                features[feature] = {k: {c: v for c, v in r.items() if not c.startswith("score_")} for k, r in features[feature].items()}
         rows += decide(p, name, common.test_only, clips, features, checked)
 
     out_dir = shard_root / "splits"
@@ -226,6 +254,7 @@ def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, An
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp / "decisions.parquet")
 
     report = summary(rows, p, checked)
+    report["tiny_scores_ignored"] = sorted(ignored_tiny)
     report["seconds"] = round(time.perf_counter() - t0, 3)
     write_json(root / "reports" / "select" / "select.json", report)
     return report

@@ -143,3 +143,32 @@ def test_bad_params_and_missing_required_sidecar_are_clear_errors(tmp_path):
     _write_project(tmp_path / "b", {"wild": (3, 2)}, {"required_features": ["caption"]})
     with pytest.raises(FileNotFoundError, match="extract@caption-wild"):
         select.run(tmp_path / "b", tmp_path / "b" / "params.yaml")
+
+
+def test_scores_from_tiny_weights_are_not_applied_unless_asked(tmp_path):
+    """A music ratio from a randomly initialised Demucs decides nothing by default."""
+    from pipeline.shards import write_sidecars
+
+    _write_project(tmp_path, {"wild": (10, 2)})
+    clips_dir = tmp_path / "shards" / "clips" / "wild"
+    rows = pq.read_table(clips_dir / "manifest.parquet").to_pylist()
+    for r in rows:  # clip tars, so the sidecar can be written aligned with them
+        import tarfile
+
+        with tarfile.open(clips_dir / r["shard"], "a") as tar:
+            data = json.dumps({"key": r["key"]}).encode()
+            info = tarfile.TarInfo(f"{r['key']}.json")
+            info.size = len(data)
+            tar.addfile(info, __import__("io").BytesIO(data))
+    body = json.dumps({"status": "ok", "tiny": True}).encode()
+    write_sidecars(tmp_path / "shards" / "features" / "vocals" / "wild", clips_dir,
+                   {r["key"]: [("json", body)] for r in rows},
+                   {r["key"]: {"status": "ok", "score_vocals_music_ratio": 0.99} for r in rows})
+    report, decisions, _ = _run(tmp_path)
+    assert report["tiny_scores_ignored"] == ["vocals"] and "music" not in report["dropped_by_reason"]
+
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["select"]["tiny_scores"] = "apply"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    report, after, _ = _run(tmp_path)
+    assert report["tiny_scores_ignored"] == [] and report["dropped_by_reason"]["music"] > 0
