@@ -201,7 +201,10 @@ class _Process:
             self.proc.start()
         finally:
             for k, v in saved.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         child.close()
         self.idents: set[str] = set()  # steps this process has been sent
 

@@ -73,6 +73,15 @@ class Extractor(Step):
         }
 
 
+def torch_device(spec: str) -> Any:
+    """The ``torch.device`` of a feature's ``device`` param: ``auto`` is cuda when visible, else cpu."""
+    import torch
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
 def enabled(data: dict[str, Any]) -> list[str]:
     """Names of the features enabled in a params dict (``features.<name>.enabled``, default true)."""
     return [name for name, entry in (data.get("features") or {}).items() if (entry or {}).get("enabled", True) is not False]

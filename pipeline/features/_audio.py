@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from math import gcd
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
+
+from pipeline.features import Extractor
 
 VOCALS_FILE = "vocals.wav"
 
@@ -40,3 +43,19 @@ def audio_source(clip: Any, use_vocals: bool) -> tuple[str, str]:
             raise KeyError(f"{clip.key}: the vocals track ({VOCALS_FILE}) is missing although features.vocals is enabled")
         return "vocals", clip.files[VOCALS_FILE]
     return "original", clip.files["wav"]
+
+
+class TrackExtractor(Extractor):
+    """An extractor of the clip's audio track: the vocals track when ``features.vocals`` is enabled
+    (it then ``needs`` vocals and records ``"audio": "vocals"``), the original track otherwise."""
+
+    def __init__(self, params: Any, weights_params: Any, root: Path = Path("."), features: Any = None):
+        super().__init__(params, weights_params, root, features)
+        self.needs = ("vocals",) if "vocals" in self.enabled_features else ()
+
+    def provenance(self) -> dict[str, Any]:
+        return {**super().provenance(), "audio": "vocals" if self.needs else "original"}
+
+    def track(self, clip: Any) -> tuple[str, str]:
+        """``(which, path)`` of the track this extractor reads for ``clip``."""
+        return audio_source(clip, bool(self.needs))

@@ -24,9 +24,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipeline.clip import Clip
-from pipeline.features import Extractor as _Extractor
-from pipeline.features import FeatureParams
-from pipeline.features._audio import audio_source, read_mono
+from pipeline.features import FeatureParams, torch_device
+from pipeline.features._audio import TrackExtractor, read_mono
 from pipeline.weights import ModelSpec
 
 SAMPLE_RATE = 16000
@@ -76,17 +75,10 @@ def interpolate_frames(states: np.ndarray, frames: int) -> np.ndarray:
     return states[lo] * (1 - w) + states[hi] * w
 
 
-class Extractor(_Extractor):
+class Extractor(TrackExtractor):
     name = "audio_embed"
     version = "1"
     weights = WEIGHTS
-
-    def __init__(self, params: Params, weights_params: Any, root: Path = Path("."), features: Any = None):
-        super().__init__(params, weights_params, root, features)
-        self.needs = ("vocals",) if "vocals" in self.enabled_features else ()
-
-    def provenance(self) -> dict[str, Any]:
-        return {**super().provenance(), "audio": "vocals" if self.needs else "original"}
 
     def setup(self) -> None:
         import torch
@@ -94,7 +86,7 @@ class Extractor(_Extractor):
 
         p: Params = self.params
         self.torch = torch
-        self.device = torch.device("cuda" if p.device == "auto" and torch.cuda.is_available() else ("cpu" if p.device == "auto" else p.device))
+        self.device = torch_device(p.device)
         folder = Path(self.folders["wav2vec2-base-960h"])
         self.model = Wav2Vec2Model.from_pretrained(folder).to(self.device).eval()
         pre = folder / "preprocessor_config.json"
@@ -102,7 +94,7 @@ class Extractor(_Extractor):
         self.padded_batches = self.model.config.feat_extract_norm == "layer"
 
     def _signal(self, clip: Clip) -> tuple[str, np.ndarray]:
-        which, path = audio_source(clip, bool(self.needs))
+        which, path = self.track(clip)
         x = read_mono(path, SAMPLE_RATE)
         if self.normalize:
             x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)

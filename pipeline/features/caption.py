@@ -43,7 +43,7 @@ import numpy as np
 
 from pipeline.clip import Clip, Drop
 from pipeline.features import Extractor as _Extractor
-from pipeline.features import FeatureParams
+from pipeline.features import FeatureParams, torch_device
 from pipeline.features.caption_backends import GenerationSettings, make_backend
 from pipeline.weights import ModelSpec
 
@@ -227,8 +227,8 @@ class Extractor(_Extractor):
 
         p: Params = self.params
         self.torch = torch
-        device = "cuda" if p.device == "auto" and torch.cuda.is_available() else ("cpu" if p.device == "auto" else p.device)
-        self.device = torch.device(device)
+        self.device = torch_device(p.device)
+        device = str(self.device)
         options = {"frames_as": p.frames_as, "dtype": p.dtype} if p.backend == "transformers" else {}
         self.backend = make_backend(p.backend, **options)
         vlm = Path(self.folders[self.vlm_name])

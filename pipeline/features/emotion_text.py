@@ -31,7 +31,7 @@ import numpy as np
 
 from pipeline.clip import Clip
 from pipeline.features import Extractor as _Extractor
-from pipeline.features import FeatureParams
+from pipeline.features import FeatureParams, torch_device
 from pipeline.features._segments import frame_values
 from pipeline.features.transcript import byte_level_vocab, write_byte_bpe
 from pipeline.weights import ModelSpec
@@ -95,7 +95,7 @@ class Extractor(_Extractor):
 
         p: Params = self.params
         self.torch = torch
-        self.device = torch.device("cuda" if p.device == "auto" and torch.cuda.is_available() else ("cpu" if p.device == "auto" else p.device))
+        self.device = torch_device(p.device)
         folder = Path(self.folders["emotion-english-distilroberta-base"])
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForSequenceClassification.from_pretrained(folder).to(self.device).eval()

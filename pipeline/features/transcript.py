@@ -30,9 +30,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipeline.clip import Clip
-from pipeline.features import Extractor as _Extractor
-from pipeline.features import FeatureParams
-from pipeline.features._audio import audio_source, read_mono
+from pipeline.features import FeatureParams, torch_device
+from pipeline.features._audio import TrackExtractor, read_mono
 from pipeline.weights import ModelSpec
 
 SAMPLE_RATE = 16000
@@ -120,18 +119,14 @@ class Params(FeatureParams):
     device: str = "auto"  # auto (cuda when visible) | cpu | cuda
 
 
-class Extractor(_Extractor):
+class Extractor(TrackExtractor):
     name = "transcript"
     version = "1"
     weights = WEIGHTS
 
     def __init__(self, params: Params, weights_params: Any, root: Path = Path("."), features: Any = None):
         super().__init__(params, weights_params, root, features)
-        self.needs = ("vocals",) if "vocals" in self.enabled_features else ()
         self.pieces_decoded = 0  # Whisper inputs decoded by this worker (the benchmark reads it)
-
-    def provenance(self) -> dict[str, Any]:
-        return {**super().provenance(), "audio": "vocals" if self.needs else "original"}
 
     def setup(self) -> None:
         import torch
@@ -139,7 +134,7 @@ class Extractor(_Extractor):
 
         p: Params = self.params
         self.torch = torch
-        self.device = torch.device("cuda" if p.device == "auto" and torch.cuda.is_available() else ("cpu" if p.device == "auto" else p.device))
+        self.device = torch_device(p.device)
         folder = Path(self.folders["whisper-large-v3"])
         self.processor = WhisperProcessor.from_pretrained(folder)
         self.model = WhisperForConditionalGeneration.from_pretrained(folder).to(self.device).eval()
@@ -174,7 +169,7 @@ class Extractor(_Extractor):
 
     def process(self, clips: Sequence[Clip], outs: Sequence[Path]) -> list[Any]:
         p: Params = self.params
-        sources = [audio_source(c, bool(self.needs)) for c in clips]
+        sources = [self.track(c) for c in clips]
         signals = [read_mono(path, SAMPLE_RATE) for _, path in sources]
         results = []
         for clip, (which, _), x, segs in zip(clips, sources, signals, self.transcribe(signals)):

@@ -33,9 +33,8 @@ from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model, Wav2Vec2PreTrainedModel
 
 from pipeline.clip import Clip
-from pipeline.features import Extractor as _Extractor
-from pipeline.features import FeatureParams
-from pipeline.features._audio import audio_source, read_mono
+from pipeline.features import FeatureParams, torch_device
+from pipeline.features._audio import TrackExtractor, read_mono
 from pipeline.features._segments import clip_segments, run_windows
 from pipeline.weights import ModelSpec
 
@@ -119,23 +118,16 @@ class Params(FeatureParams):
     device: str = "auto"  # auto (cuda when visible) | cpu | cuda
 
 
-class Extractor(_Extractor):
+class Extractor(TrackExtractor):
     name = "valence_arousal"
     version = "1"
     weights = WEIGHTS
-
-    def __init__(self, params: Params, weights_params: Any, root: Path = Path("."), features: Any = None):
-        super().__init__(params, weights_params, root, features)
-        self.needs = ("vocals",) if "vocals" in self.enabled_features else ()
-
-    def provenance(self) -> dict[str, Any]:
-        return {**super().provenance(), "audio": "vocals" if self.needs else "original"}
 
     def setup(self) -> None:
         from transformers import AutoFeatureExtractor
 
         p: Params = self.params
-        self.device = torch.device("cuda" if p.device == "auto" and torch.cuda.is_available() else ("cpu" if p.device == "auto" else p.device))
+        self.device = torch_device(p.device)
         folder = Path(self.folders["wav2vec2-large-robust-12-ft-emotion-msp-dim"])
         self.feature_extractor = AutoFeatureExtractor.from_pretrained(folder)
         self.model = Wav2Vec2ForEmotionRegression.from_pretrained(folder).to(self.device).eval()
@@ -153,7 +145,7 @@ class Extractor(_Extractor):
 
     def process(self, clips: Sequence[Clip], outs: Sequence[Path]) -> list[Any]:
         p: Params = self.params
-        sources = [audio_source(c, bool(self.needs)) for c in clips]
+        sources = [self.track(c) for c in clips]
         signals = [read_mono(path, SAMPLE_RATE) for _, path in sources]
         bounds, rows = run_windows(signals, SAMPLE_RATE, p.window_s, p.segment_batch, self.forward)
         results = []

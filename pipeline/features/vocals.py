@@ -33,7 +33,7 @@ import soundfile as sf
 
 from pipeline.clip import Clip
 from pipeline.features import Extractor as _Extractor
-from pipeline.features import FeatureParams
+from pipeline.features import FeatureParams, torch_device
 from pipeline.features._audio import VOCALS_FILE, read_mono, resample, rms_dbfs
 from pipeline.weights import ModelSpec
 
@@ -112,7 +112,7 @@ class Extractor(_Extractor):
 
         p: Params = self.params
         self.torch = torch
-        self.device = torch.device("cuda" if p.device == "auto" and torch.cuda.is_available() else ("cpu" if p.device == "auto" else p.device))
+        self.device = torch_device(p.device)
         folder = self.folders["htdemucs"]
         self.model = get_model(p.model, repo=Path(folder)).to(self.device).eval()
         inner = self.model.models[0] if hasattr(self.model, "models") else self.model

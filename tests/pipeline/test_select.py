@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,6 +14,7 @@ import yaml
 from pipeline import select
 from pipeline.params import ParamsError
 from pipeline.report import _select_markdown
+from pipeline.shards import write_sidecars
 
 
 def _clip_rows(dataset, n_speakers, clips_per_speaker):
@@ -147,19 +150,15 @@ def test_bad_params_and_missing_required_sidecar_are_clear_errors(tmp_path):
 
 def test_scores_from_tiny_weights_are_not_applied_unless_asked(tmp_path):
     """A music ratio from a randomly initialised Demucs decides nothing by default."""
-    from pipeline.shards import write_sidecars
-
     _write_project(tmp_path, {"wild": (10, 2)})
     clips_dir = tmp_path / "shards" / "clips" / "wild"
     rows = pq.read_table(clips_dir / "manifest.parquet").to_pylist()
     for r in rows:  # clip tars, so the sidecar can be written aligned with them
-        import tarfile
-
         with tarfile.open(clips_dir / r["shard"], "a") as tar:
             data = json.dumps({"key": r["key"]}).encode()
             info = tarfile.TarInfo(f"{r['key']}.json")
             info.size = len(data)
-            tar.addfile(info, __import__("io").BytesIO(data))
+            tar.addfile(info, io.BytesIO(data))
     body = json.dumps({"status": "ok", "tiny": True}).encode()
     write_sidecars(tmp_path / "shards" / "features" / "vocals" / "wild", clips_dir,
                    {r["key"]: [("json", body)] for r in rows},
