@@ -28,7 +28,7 @@ def _instrument() -> dict[str, float]:
     seen = {"ray_init_s": 0.0, "ray_first_result_s": 0.0, "ray_close_s": 0.0}
     ready_at: list[float] = []
     Runner = runner_mod.Runner
-    orig_ensure, orig_close, orig_map_ray = Runner._ensure_ray, Runner.close, Runner._map_ray
+    orig_ensure, orig_close, orig_run_ray = Runner._ensure_ray, Runner.close, Runner._run_ray
 
     def ensure(self):  # type: ignore[no-untyped-def]
         fresh = self._ray is None
@@ -45,15 +45,18 @@ def _instrument() -> dict[str, float]:
         seen["ray_close_s"] += time.perf_counter() - t
         return out
 
-    def map_ray(self, step, clips, keys, batches, done):  # type: ignore[no-untyped-def]
-        def timed_done(indices, results):  # type: ignore[no-untyped-def]
+    def run_ray(self, res, run):  # type: ignore[no-untyped-def]
+        orig_done = run.done
+
+        def timed_done(task, results):  # type: ignore[no-untyped-def]
             if ready_at and not seen["ray_first_result_s"]:
                 seen["ray_first_result_s"] = time.perf_counter() - ready_at[0]
-            return done(indices, results)
+            return orig_done(task, results)
 
-        return orig_map_ray(self, step, clips, keys, batches, timed_done)
+        run.done = timed_done
+        return orig_run_ray(self, res, run)
 
-    Runner._ensure_ray, Runner.close, Runner._map_ray = ensure, close, map_ray  # type: ignore[method-assign]
+    Runner._ensure_ray, Runner.close, Runner._run_ray = ensure, close, run_ray  # type: ignore[method-assign]
 
     def timer(fn, key):  # type: ignore[no-untyped-def]
         def wrapped(*a, **kw):  # type: ignore[no-untyped-def]

@@ -14,7 +14,8 @@ with the MediaPipe face steps and the face-crop encode). Each run is a fresh pro
 
 Reported per worker count (medians): wall time of the process, the time inside
 ``pipeline.ingest.run``, the same less Ray start-up and shutdown (``compute_s``), and each step's
-seconds; and the speed-ups 1 -> 2 workers of each. In the same repetitions, the machine's own
+seconds (ingest streams clips through its steps, so a step's seconds are its summed worker time and
+their 1 -> 2 ratios stay near 1 by construction); and the speed-ups 1 -> 2 workers of each. In the same repetitions, the machine's own
 ceiling is measured: the distinct files transcoded by plain single-threaded ffmpeg (the encode
 step's settings), one at a time vs two at a time; other load on a shared machine lowers it below 2.
 """

@@ -93,8 +93,8 @@ def run(name: str, root: Path = Path("."), local: bool | None = None, params_fil
     log.info("ingest %s: %d source videos from %s", name, len(sources), entry.get("raw_dir"))
 
     with Runner(runner_params, cache, stage=f"ingest@{name}") as runner:
-        for step in steps:
-            outcome = runner.map(step, items)
+        # Each source streams through the steps (no barrier between steps), see Runner.chain.
+        for step, outcome in zip(steps, runner.chain(steps, items, desc=f"ingest@{name}")):
             stats.add(outcome)
             for clip, drop in outcome.drops:
                 is_clip = clip.duration is not None

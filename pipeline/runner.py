@@ -13,7 +13,8 @@ Backends (``runner.backend``; ``runner.local: true`` or ``--local`` forces in-pr
   dataset, so a local Ray pays only for multi-node work or Ray's GPU packing.
 * ``auto`` (default): ``ray`` when a cluster address is set, ``processes`` otherwise.
 
-For each ``map(step, clips)``:
+For each ``map(step, clips)``, and for ``chain(steps, clips)``, which streams every clip through
+several steps with no barrier between them (ingest uses it):
 
 1. every clip's cache key is computed and looked up in the driver: hits never reach a worker,
    so a fully cached stage starts no worker at all;
@@ -236,6 +237,123 @@ def _local_gpus() -> int:
     return sum(line.startswith("GPU ") for line in out.stdout.splitlines()) if out.returncode == 0 else 0
 
 
+ItemPath = tuple[int, ...]  # (source index, output index of step 1, output index of step 2, ...)
+
+
+@dataclass
+class _Task:
+    """One call of ``step.process`` on up to ``batch_size`` clips waiting at the same step."""
+
+    level: int  # index of the step in the chain
+    step: Step
+    ident: str
+    paths: list[ItemPath]
+    clips: list[Clip]
+    keys: list[str]
+    crashes: int = 0
+    sent: float = 0.0
+
+
+class _ChainRun:
+    """Book-keeping of one ``Runner.chain``: what waits at which step, results by item path.
+
+    Every item is identified by its path (source index, then the index of each output along the
+    way), so sorting the paths of a step's items gives exactly the input order of mapping the
+    steps one after another, and the outcomes are the same whichever worker finished first.
+    """
+
+    def __init__(self, runner: "Runner", steps: list[Step], clips: list[Clip], desc: str | None):
+        self.steps, self.cache = steps, runner.cache
+        self.retry_errors = runner.params.retry_errors
+        self.idents = [s.identity() for s in steps]
+        n = len(steps)
+        self.inputs: list[dict[ItemPath, Clip]] = [{} for _ in range(n)]
+        self.results: list[dict[ItemPath, Result]] = [{} for _ in range(n)]
+        self.hits, self.misses, self.busy = [0] * n, [0] * n, [0.0] * n
+        self.waiting: list[deque[tuple[ItemPath, Clip, str, int]]] = [deque() for _ in range(n)]
+        self.open = [0] * len(clips)  # unresolved items per source: the bar counts finished sources
+        self.counts: Counter = Counter()
+        self.bar = tqdm(
+            total=len(clips), desc=desc or f"{runner.stage}:{'+'.join(s.name for s in steps)}", unit="src" if n > 1 else "clip",
+            disable=not runner.params.progress or not clips, mininterval=0.5, dynamic_ncols=True,
+        )
+        for i, clip in enumerate(clips):
+            self._offer(0, (i,), clip)
+
+    @property
+    def queue(self) -> bool:
+        """True while some item waits for a worker."""
+        return any(self.waiting)
+
+    def size_hint(self) -> int:
+        """How many workers could be busy: one step's batches, or unbounded when steps can fan out."""
+        if len(self.steps) > 1:
+            return 1 << 30
+        return -(-len(self.waiting[0]) // max(1, int(self.steps[0].batch_size)))
+
+    def pop(self) -> _Task | None:
+        """The next task: from the deepest step with waiting items, so started clips finish first."""
+        level = next((lv for lv in range(len(self.steps) - 1, -1, -1) if self.waiting[lv]), None)
+        if level is None:
+            return None
+        step, queue = self.steps[level], self.waiting[level]
+        items = [queue.popleft() for _ in range(min(len(queue), max(1, int(step.batch_size))))]
+        return _Task(level, step, self.idents[level], [i[0] for i in items], [i[1] for i in items],
+                     [i[2] for i in items], crashes=max(i[3] for i in items), sent=time.perf_counter())
+
+    def retry(self, task: _Task) -> None:
+        """Put a crashed task's items back at the front of their step's queue."""
+        for item in reversed(list(zip(task.paths, task.clips, task.keys))):
+            self.waiting[task.level].appendleft((*item, task.crashes + 1))
+
+    def done(self, task: _Task, results: Sequence[Result]) -> None:
+        self.busy[task.level] += time.perf_counter() - task.sent
+        for path, result in zip(task.paths, results):
+            self._resolve(task.level, path, result)
+
+    def _offer(self, level: int, path: ItemPath, clip: Clip) -> None:
+        self.inputs[level][path] = clip
+        self.open[path[0]] += 1
+        name, key = self.steps[level].name, Cache.key(self.idents[level], clip)
+        cached = self.cache.get(name, key)
+        if cached is None or (self.retry_errors and isinstance(cached, Drop) and cached.reason.startswith("error:")):
+            self.misses[level] += 1
+            self.waiting[level].append((path, clip, key, 0))
+        else:
+            self.hits[level] += 1
+            self._resolve(level, path, cached)
+
+    def _resolve(self, level: int, path: ItemPath, result: Result) -> None:
+        self.results[level][path] = result
+        if isinstance(result, Drop):
+            self.counts["dropped"] += 1
+        elif level + 1 < len(self.steps):
+            for j, child in enumerate(result):
+                self._offer(level + 1, (*path, j), child)
+        else:
+            self.counts["kept"] += len(result)
+        self.open[path[0]] -= 1
+        if self.open[path[0]] == 0:
+            self.bar.update(1)
+            self.bar.set_postfix(self.counts, refresh=False)
+
+    def outcomes(self, seconds: float) -> list[StepOutcome]:
+        """Per step, in the order of mapping the steps one by one. ``seconds``: the wall time for a
+        single step; in a chain, the step's summed worker time (steps overlap in time)."""
+        out = []
+        for level, step in enumerate(self.steps):
+            paths = sorted(self.inputs[level])
+            missing = [p for p in paths if p not in self.results[level]]
+            if missing:
+                raise RuntimeError(f"{step.name}: {len(missing)} items never finished")
+            out.append(StepOutcome(
+                step.name, [self.inputs[level][p] for p in paths], [self.results[level][p] for p in paths],
+                hits=self.hits[level], misses=self.misses[level],
+                seconds=seconds if len(self.steps) == 1 else self.busy[level],
+            ))
+        return out
+
+
 #: Environment variables passed to Ray workers (a cluster's workers do not inherit the driver's).
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "OMP_NUM_THREADS", "SYNCHRORAMA_PARAMS", "HF_HOME", "TORCH_HOME")
 
@@ -308,88 +426,101 @@ class Runner:
         self._ray = ray
         return ray
 
-    # -- the one public operation -----------------------------------------------------------------
+    # -- public operations ------------------------------------------------------------------------
     def map(self, step: Step, clips: Sequence[Clip], desc: str | None = None) -> StepOutcome:
         """Apply ``step`` to every clip (cached); one result per clip, in order."""
+        return self.chain([step], clips, desc=desc)[0]
+
+    def chain(self, steps: Sequence[Step], clips: Sequence[Clip], desc: str | None = None) -> list[StepOutcome]:
+        """Stream every clip through ``steps`` in turn; one :class:`StepOutcome` per step.
+
+        A clip goes on to step k+1 as soon as step k has finished it, so no worker waits at a step
+        boundary for the slowest clip of the step (the second worker's idle time is what kept
+        2-worker ingest at 1.56x of 1 worker, bench/README.md). Work closest to the end runs first,
+        which finishes clips early and keeps few intermediate files in flight. The outcomes are
+        exactly those of mapping the steps one after another: same inputs, results and order.
+
+        All steps must declare the same ``resources`` (one worker pool serves them); otherwise the
+        steps are mapped one after another.
+        """
+        steps = list(steps)
+        if len({s.resources for s in steps}) > 1:
+            outcomes = []
+            for step in steps:
+                outcomes.append(self.chain([step], clips, desc=desc))
+                clips = outcomes[-1][0].kept
+            return [o[0] for o in outcomes]
         t0 = time.perf_counter()
-        clips = list(clips)
-        ident = step.identity()
-        keys = [Cache.key(ident, c) for c in clips]
-        results: list[Result | None] = [None] * len(clips)
-        todo = []
-        for i, key in enumerate(keys):
-            cached = self.cache.get(step.name, key)
-            if cached is None or (self.params.retry_errors and isinstance(cached, Drop) and cached.reason.startswith("error:")):
-                todo.append(i)
-            else:
-                results[i] = cached
-        hits = len(clips) - len(todo)
-        bar = tqdm(
-            total=len(clips), initial=hits, desc=desc or f"{self.stage}:{step.name}", unit="clip",
-            disable=not self.params.progress or not clips, mininterval=0.5, dynamic_ncols=True,
-        )
-        counts = Counter("dropped" if isinstance(r, Drop) else "kept" for r in results if r is not None)
-        bar.set_postfix(counts, refresh=False)
-
-        def done(indices: Sequence[int], batch_results: Sequence[Result]) -> None:
-            for i, r in zip(indices, batch_results):
-                results[i] = r
-                counts["dropped" if isinstance(r, Drop) else "kept"] += 1
-            bar.update(len(indices))
-            bar.set_postfix(counts, refresh=False)
-
-        size = max(1, int(step.batch_size))
-        batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+        run = _ChainRun(self, steps, list(clips), desc)
         try:
-            if batches and self.params.local:
-                ready = _setup_once(step, self._ready)
-                for b in batches:
-                    done(b, execute_batch(ready, [clips[i] for i in b], [keys[i] for i in b], self.cache))
-            elif batches and self.mode == "processes":
-                self._map_processes(step, clips, keys, batches, done)
-            elif batches:
-                self._map_ray(step, clips, keys, batches, done)
+            if run.queue:
+                if self.params.local:
+                    self._run_local(run)
+                elif self.mode == "processes":
+                    self._run_processes(self._resources(steps[0]), run)
+                else:
+                    self._run_ray(self._resources(steps[0]), run)
         finally:
-            bar.close()
-        outcome = StepOutcome(step.name, clips, results, hits=hits, misses=len(todo), seconds=time.perf_counter() - t0)  # type: ignore[arg-type]
-        log.info("%s: %d kept, %d dropped (%d cached, %d computed) in %.1fs", step.name,
-                 len(outcome.kept), len(outcome.drops), hits, len(todo), outcome.seconds)
-        return outcome
+            run.bar.close()
+        outcomes = run.outcomes(time.perf_counter() - t0)
+        for o in outcomes:
+            log.info("%s: %d kept, %d dropped (%d cached, %d computed) in %.1fs", o.step,
+                     len(o.kept), len(o.drops), o.hits, o.misses, o.seconds)
+        return outcomes
 
-    # -- local worker processes ---------------------------------------------------------------------
-    def _map_processes(self, step: Step, clips: list[Clip], keys: list[str], batches: list[list[int]], done: Any) -> None:
+    def _resources(self, step: Step) -> Resources:
+        """The step's resources, with its GPU dropped when it may run on CPU and none is here."""
         res = step.resources
-        if res.gpus > 0:
+        if res.gpus <= 0 or self.params.local:
+            return res
+        if self.mode == "processes":
             if self._gpus is None:
                 self._gpus = int(self.params.num_gpus) if self.params.num_gpus is not None else _local_gpus()
-            if self._gpus < res.gpus:
-                if not getattr(step, "gpu_optional", False):
-                    raise StepSetupError(f"{step.name} needs {res.gpus} GPU per worker but this machine has {self._gpus}")
-                log.warning("%s: no GPU on this machine; running its workers on CPU", step.name)
-                res = Resources(cpus=res.cpus, gpus=0.0)
+            have = float(self._gpus)
+        else:
+            have = self._ensure_ray().cluster_resources().get("GPU", 0)
+        if have >= res.gpus:
+            return res
+        if not getattr(step, "gpu_optional", False):
+            raise StepSetupError(f"{step.name} needs {res.gpus} GPU per worker but this {'machine' if self.mode == 'processes' else 'Ray cluster'} has {have:g}")
+        log.warning("%s: no GPU here; running its workers on CPU", step.name)
+        return Resources(cpus=res.cpus, gpus=0.0)
+
+    # -- in-process ---------------------------------------------------------------------------------
+    def _run_local(self, run: "_ChainRun") -> None:
+        while (task := run.pop()) is not None:
+            ready = _setup_once(task.step, self._ready)
+            run.done(task, execute_batch(ready, task.clips, task.keys, self.cache))
+
+    # -- local worker processes ---------------------------------------------------------------------
+    def _run_processes(self, res: Resources, run: "_ChainRun") -> None:
         cpus = self.params.num_cpus or os.cpu_count() or 1
-        slots = int(cpus // res.cpus) if res.cpus > 0 else len(batches)
+        slots = max(1, int(cpus // res.cpus)) if res.cpus > 0 else 1 << 30
         if res.gpus > 0:
-            slots = min(slots, int(self._gpus // res.gpus)) if res.cpus > 0 else int(self._gpus // res.gpus)  # type: ignore[operator]
-        want = max(1, min(slots, len(batches)))
+            slots = min(slots, max(1, int(self._gpus // res.gpus)))  # type: ignore[operator]
         ctx = multiprocessing.get_context("spawn")  # no fork: the driver may hold threads and model state
 
         def spawn(slot: int) -> _Process:
-            gpu = slot % self._gpus if self._gpus else None
+            gpu = slot % self._gpus if self._gpus and res.gpus > 0 else None
             return _Process(ctx, str(self.cache.root), gpu)
 
-        while len(self._procs) < want:
-            self._procs.append(spawn(len(self._procs)))
-        ident = step.identity()
-        queue = deque((b, 0) for b in batches)  # (batch, crashes so far)
-        busy: dict[int, tuple[list[int], int]] = {}  # slot -> its batch
+        busy: dict[int, _Task] = {}  # slot -> the task it runs
         try:
-            while queue or busy:
-                for slot in range(want):
-                    if slot not in busy and queue:
-                        batch, crashes = queue.popleft()
-                        self._procs[slot].send(ident, step, [clips[i] for i in batch], [keys[i] for i in batch])
-                        busy[slot] = (batch, crashes)
+            while run.queue or busy:
+                # Hand out queued work: idle workers first, then new workers up to the slot count.
+                # Workers start only when there is work for them, so one clip starts one process.
+                while run.queue:
+                    slot = next((s for s in range(len(self._procs)) if s not in busy), None)
+                    if slot is None and len(self._procs) < slots:
+                        self._procs.append(spawn(len(self._procs)))
+                        slot = len(self._procs) - 1
+                    if slot is None:
+                        break
+                    task = run.pop()
+                    if task is None:
+                        break
+                    self._procs[slot].send(task.ident, task.step, task.clips, task.keys)
+                    busy[slot] = task
                 conns = {self._procs[s].conn: s for s in busy}
                 sentinels = {self._procs[s].proc.sentinel: s for s in busy}
                 for ready in wait(list(conns) + list(sentinels)):
@@ -403,22 +534,22 @@ class Runner:
                         status, payload = None, None
                     if status is None and proc.proc.is_alive() and ready is proc.conn:
                         continue  # spurious wake-up
-                    batch, crashes = busy.pop(slot)
+                    task = busy.pop(slot)
                     if status == "setup":
                         raise StepSetupError(payload)
                     if status == "ok":
-                        done(batch, payload)
+                        run.done(task, payload)
                         continue
-                    # The worker died with this batch: restart it; retry the batch or give up on it.
+                    # The worker died with this task: restart it; retry the task or give up on it.
                     proc.proc.join(1)
                     code = proc.proc.exitcode
                     proc.stop(0)
                     self._procs[slot] = spawn(slot)
-                    if crashes < self.params.max_retries:
-                        queue.appendleft((batch, crashes + 1))
+                    if task.crashes < self.params.max_retries:
+                        run.retry(task)
                     else:
-                        msg = f"worker process died {crashes + 1} times on this clip (exit code {code})"
-                        done(batch, [Drop("error:WorkerCrashed", msg)] * len(batch))  # not cached: may be transient
+                        msg = f"worker process died {task.crashes + 1} times on this clip (exit code {code})"
+                        run.done(task, [Drop("error:WorkerCrashed", msg)] * len(task.clips))  # not cached: may be transient
         except BaseException:
             for proc in self._procs:  # a half-sent pipe protocol cannot be resumed: start afresh next time
                 proc.proc.kill()
@@ -427,25 +558,24 @@ class Runner:
             raise
 
     # -- Ray ----------------------------------------------------------------------------------------
-    def _map_ray(self, step: Step, clips: list[Clip], keys: list[str], batches: list[list[int]], done: Any) -> None:
+    def _run_ray(self, res: Resources, run: "_ChainRun") -> None:
         ray = self._ensure_ray()
-        res = step.resources
-        if res.gpus > 0 and getattr(step, "gpu_optional", False) and ray.cluster_resources().get("GPU", 0) < res.gpus:
-            log.warning("%s: no GPU in the Ray cluster; running its actors on CPU", step.name)
-            res = Resources(cpus=res.cpus, gpus=0.0)
-        pool = self._pool(res, len(batches))
-        step_ref = ray.put(step)
+        pool = self._pool(res, run.size_hint())
+        step_refs: dict[str, Any] = {}
         idle = deque(a for a in pool for _ in range(max(1, self.params.in_flight)))
-        queue = deque(batches)
-        pending: dict[Any, tuple[list[int], Any]] = {}
-        while queue or pending:
-            while queue and idle:
-                actor, batch = idle.popleft(), queue.popleft()
-                ref = actor.run.remote(step_ref, [clips[i] for i in batch], [keys[i] for i in batch])
-                pending[ref] = (batch, actor)
+        pending: dict[Any, tuple[_Task, Any]] = {}
+        while run.queue or pending:
+            while run.queue and idle:
+                task = run.pop()
+                if task is None:
+                    break
+                if task.ident not in step_refs:
+                    step_refs[task.ident] = ray.put(task.step)
+                actor = idle.popleft()
+                pending[actor.run.remote(step_refs[task.ident], task.clips, task.keys)] = (task, actor)
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                batch, actor = pending.pop(ref)
+                task, actor = pending.pop(ref)
                 idle.append(actor)  # Ray restarts a dead actor behind the same handle
                 try:
                     batch_results = ray.get(ref)
@@ -453,12 +583,12 @@ class Runner:
                     cause = e.cause if getattr(e, "cause", None) is not None else e
                     if isinstance(cause, StepSetupError):
                         raise StepSetupError(str(cause)) from None
-                    batch_results = [Drop(f"error:{type(cause).__name__}", describe_exception(cause))] * len(batch)
+                    batch_results = [Drop(f"error:{type(cause).__name__}", describe_exception(cause))] * len(task.clips)
                 except ray.exceptions.RayActorError as e:  # includes ActorUnavailableError
-                    # Ray restarted the worker and re-ran the batch max_retries times: it kills its worker.
+                    # Ray restarted the worker and re-ran the task max_retries times: it kills its worker.
                     msg = f"worker process died {self.params.max_retries + 1} times on this clip: {str(e).splitlines()[0][:300]}"
-                    batch_results = [Drop("error:WorkerCrashed", msg)] * len(batch)  # not cached: may be transient
-                done(batch, batch_results)
+                    batch_results = [Drop("error:WorkerCrashed", msg)] * len(task.clips)  # not cached: may be transient
+                run.done(task, batch_results)
 
     def _actor_class(self, res: Resources) -> Any:
         ray = self._ray

@@ -173,3 +173,114 @@ def test_ray_two_workers_crash_retry_and_setup_errors(env):
 
         with pytest.raises(StepSetupError):
             r.map(BrokenSetup(), clips(1))
+
+
+class Split(Step):
+    """Fans a clip out into ``n`` clips (like segment); drops clips whose number is in ``drop``."""
+
+    name = "split"
+    resources = Resources(cpus=1)
+
+    def __init__(self, n: int, drop: tuple = ()):
+        super().__init__({"n": n, "drop": list(drop)})
+        self.n, self.drop = n, drop
+
+    def __call__(self, clip, out):
+        if int(clip.key.split("_")[0]) in self.drop:
+            return Drop("too_short", f"clip {clip.key}")
+        return [clip.evolve(key=f"{clip.key}_{j}") for j in range(self.n)]
+
+
+class Slow(Step):
+    """Sleeps longer on the first source, so a barrier between steps would hold the other worker."""
+
+    name = "slow"
+    resources = Resources(cpus=1)
+
+    def __init__(self, log_dir: str):
+        super().__init__({})
+        self.log_dir = log_dir
+
+    def __call__(self, clip, out):
+        import time
+
+        time.sleep(0.6 if clip.key.startswith("0") else 0.05)
+        Path(self.log_dir, f"slow-{clip.key}-{time.monotonic():.6f}").touch()
+        return clip.evolve(scores={"slow": 1})
+
+
+class Mark(Slow):
+    """Records when it saw each clip."""
+
+    name = "mark"
+
+    def __call__(self, clip, out):
+        import time
+
+        Path(self.log_dir, f"mark-{clip.key}-{time.monotonic():.6f}").touch()
+        return clip
+
+
+def _sequential(runner, steps, items):
+    outcomes = []
+    for step in steps:
+        outcomes.append(runner.map(step, items))
+        items = outcomes[-1].kept
+    return outcomes
+
+
+@pytest.mark.parametrize("backend", ["local", "processes"])
+def test_chain_gives_the_outcomes_of_step_by_step_maps(tmp_path, backend):
+    log = tmp_path / "log"
+    log.mkdir()
+    steps = [Split(3, drop=(1,)), Split(2), Slow(str(log))]
+    params = RunnerParams(local=backend == "local", backend="processes", num_cpus=2, progress=False)
+    with Runner(RunnerParams(local=True, progress=False), Cache(tmp_path / "ref")) as r:
+        expected = _sequential(r, steps, clips(4))
+    with Runner(params, Cache(tmp_path / "cache")) as r:
+        got = r.chain(steps, clips(4))
+        assert [o.step for o in got] == ["split", "split", "slow"]
+        for e, g in zip(expected, got):
+            assert [c.key for c in g.inputs] == [c.key for c in e.inputs]
+            assert [c.key for c in g.kept] == [c.key for c in e.kept]
+            assert [d.reason for _, d in g.drops] == [d.reason for _, d in e.drops]
+            assert (g.hits, g.misses) == (0, len(e.inputs))
+        assert [c.key for c in got[-1].kept][:3] == ["0_0_0", "0_0_1", "0_1_0"]
+        assert got[0].drops[0][0].key == "1"
+        again = r.chain(steps, clips(5))  # only the new source is computed, at every step
+    assert [(o.hits, o.misses) for o in again] == [(4, 1), (9, 3), (18, 6)]
+    assert [c.key for c in again[-1].kept] == [c.key for c in got[-1].kept] + [f"4_{i}_{j}" for i in range(3) for j in range(2)]
+
+
+def test_chain_has_no_barrier_between_steps(env):
+    """While the slow source is in step 1, the other worker already runs step 2 on the fast ones."""
+    cache, log = env
+    with Runner(RunnerParams(backend="processes", num_cpus=2, progress=False), cache) as r:
+        out = r.chain([Slow(log), Mark(log)], clips(4))
+    assert [c.key for c in out[1].kept] == ["0", "1", "2", "3"]
+    times = {}
+    for p in Path(log).iterdir():
+        kind, key, t = p.name.split("-")
+        times[kind, key] = float(t)
+    assert times["mark", "1"] < times["slow", "0"]  # step 2 started before step 1 finished source 0
+
+
+def test_chain_retries_a_crashed_worker_and_keeps_going(env):
+    cache, log = env
+    with Runner(RunnerParams(backend="processes", num_cpus=2, max_retries=1, progress=False), cache) as r:
+        out = r.chain([Split(2), CrashOnce(log), Mark(log)], clips(2))
+    assert [c.key for c in out[2].kept] == ["0_0", "0_1", "1_0", "1_1"]  # every clip survived its crash
+    assert not out[1].drops and out[1].misses == 4
+    assert sorted(p.name for p in Path(log).iterdir() if p.name.startswith("crashed-")) == ["crashed-0_0", "crashed-0_1", "crashed-1_0", "crashed-1_1"]
+
+
+def test_chain_with_different_resources_maps_step_by_step(env):
+    cache, log = env
+
+    class TwoCpus(Split):
+        name = "two_cpus"
+        resources = Resources(cpus=2)
+
+    with Runner(RunnerParams(local=True, progress=False), cache) as r:
+        out = r.chain([TwoCpus(2), Split(2)], clips(2))
+    assert [c.key for c in out[1].kept] == ["0_0_0", "0_0_1", "0_1_0", "0_1_1", "1_0_0", "1_0_1", "1_1_0", "1_1_1"]
