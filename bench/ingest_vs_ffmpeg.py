@@ -9,7 +9,7 @@ Inputs: ``--clips`` talking clips rendered with ``pipeline.sample.render_talking
 Side by side in each repetition (the order rotates between repetitions):
 
 * ``ffmpeg_seq``: one ffmpeg per file, sequentially, default threads: 25 fps H.264 with the
-  settings of ``steps.encode`` (preset, crf, gop, the same ``max_side`` scale cap, yuv420p,
+  settings of ``steps.encode`` (preset, tune, crf, gop, the same ``max_side`` scale cap, yuv420p,
   +faststart) and 16 kHz mono 16-bit wav, both outputs from one ffmpeg process;
 * ``ffmpeg_par2``: the same commands, two files at a time, ``-threads 1`` (as the pipeline runs them);
 * ``ingest``: ``pipeline.ingest.run`` with the default runner (``runner.backend: auto`` without a
@@ -56,7 +56,8 @@ def ffmpeg_cmd(src: Path, out_dir: Path, threads: int | None) -> list[str]:
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y"]
     if threads:
         cmd += ["-threads", str(threads)]
-    cmd += ["-i", str(src), "-map", "0:v:0", "-an", "-vf", ",".join(vf), "-c:v", "libx264", "-preset", str(preset),
+    tune = ["-tune", str(p["tune"])] if p.get("tune") else []
+    cmd += ["-i", str(src), "-map", "0:v:0", "-an", "-vf", ",".join(vf), "-c:v", "libx264", "-preset", str(preset), *tune,
             "-crf", str(crf), "-g", str(gop)]
     if threads:
         cmd += ["-threads", str(threads), "-x264-params", f"threads={threads}"]

@@ -1,16 +1,17 @@
 """Training loader throughput: stage-2 samples per second per CPU worker at 512x512, decode included.
 
-    python -m bench.loader_throughput [--samples 60] [--clips 6] [--gpu-step-s 1.0] [--batch 4] [--reference keyframe|any]
+    python -m bench.loader_throughput [--samples 60] [--clips 6] [--gpu-step-s 1.0] [--batch 4] [--reference keyframe|any] [--pixels float32|uint8] [--tune T]
 
 Inputs: ``--clips`` clips of 6-10 s cut from a real 25 fps talking-head video (looped) in
 ``../shared/data/real`` (synthetic test pattern when absent), scaled to 512x512 and encoded as
-ingest encodes (H.264 CRF 18, ``veryfast``, GOP 25, +faststart), written to clip shards with
-landmarks, plus the five stage-2 sidecars with the paper models' sizes (wav2vec2-base 13 x 768
+ingest encodes (the x264 settings of ``steps.encode``, by default CRF 18, ``veryfast``, tune
+``fastdecode``, GOP 25; ``--tune`` overrides the tune, ``--tune ''`` for none), written to clip
+shards with landmarks, plus the five stage-2 sidecars with the paper models' sizes (wav2vec2-base 13 x 768
 per frame, 7 text-emotion and 4 speech-emotion classes, VA, 77 x 768 CLIP text states).
 
 Measured in one process (= one DataLoader worker, one core; OpenCV decodes with one thread):
 ``ClipWindows(stage2)`` yields ``--samples`` samples (14 target + 2 motion + 1 reference frame,
-decoded and converted to float tensors; ``--reference`` is ``data.stage2_reference``); wall and CPU
+decoded and converted to tensors; ``--reference`` is ``data.stage2_reference``, ``--pixels`` ``data.pixels``); wall and CPU
 seconds, and the decode share (the same frame requests timed through ``ClipVideo.decode`` alone, and
 through OpenCV's seek path ``decode_frames`` for comparison).
 
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REAL_VIDEOS, finish, log, rnd, temp_folder
+from bench.common import REAL_VIDEOS, encode_params, finish, log, rnd, temp_folder
 
 SIZE = 512
 SOURCE = "v01_frontal_hdtf_katiehill_25fps_a16k.mp4"
@@ -47,12 +48,15 @@ def _npy(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def make_inputs(root: Path, n_clips: int) -> None:
+def make_inputs(root: Path, n_clips: int, tune: str) -> None:
     from pipeline.clip import Clip, canonical_json
     from pipeline.shards import ShardParams, write_clip_shards, write_sidecars
 
     media = root / "media"
     media.mkdir(parents=True)
+    enc = encode_params()
+    x264 = ["-c:v", "libx264", "-crf", str(enc.get("crf", 18)), "-preset", str(enc.get("preset", "veryfast")),
+            *(["-tune", tune] if tune else []), "-g", str(enc.get("gop", 25))]
     src = REAL_VIDEOS / SOURCE
     clips, rng = [], np.random.default_rng(0)
     for i in range(n_clips):
@@ -63,8 +67,7 @@ def make_inputs(root: Path, n_clips: int) -> None:
             ["-f", "lavfi", "-i", f"testsrc2=size=720x720:rate=25:duration={seconds}"]
         subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *inp, "-an", "-vf",
                         f"scale={SIZE}:{SIZE}:force_original_aspect_ratio=increase,crop={SIZE}:{SIZE},fps=25",
-                        "-frames:v", str(frames), "-c:v", "libx264", "-crf", "18", "-preset", "veryfast", "-g", "25",
-                        "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(mp4)], check=True)
+                        "-frames:v", str(frames), *x264, "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(mp4)], check=True)
         wav, lm = media / f"c{i}.wav", media / f"c{i}.landmarks.npy"
         with wave.open(str(wav), "wb") as w:
             w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
@@ -92,14 +95,15 @@ def make_inputs(root: Path, n_clips: int) -> None:
             f.write(json.dumps({"dataset": "bench", "key": k, "shard": "clips-000000.tar", "frames": n, "speaker": k}) + "\n")
 
 
-def measure(root: Path, n_samples: int, reference: str) -> dict:
+def measure(root: Path, n_samples: int, reference: str, pixels: str = "float32") -> dict:
     import cv2
 
     from model.data import ClipVideo, ClipWindows, DataParams, decode_frames
 
     cv2.setNumThreads(1)
     n_clips = len((root / "shards" / "splits" / "train.jsonl").read_text().splitlines())
-    p = DataParams(size=SIZE, samples_per_clip=max(1, math.ceil(n_samples / n_clips)), shuffle_buffer=4, stage2_reference=reference)
+    p = DataParams(size=SIZE, samples_per_clip=max(1, math.ceil(n_samples / n_clips)), shuffle_buffer=4, stage2_reference=reference,
+                   pixels=pixels)
     ds = ClipWindows(p, "stage2", shard_root=root / "shards", rank=0, world_size=1)
     it = iter(ds)
     first = next(it)  # opens the shards; not timed
@@ -137,16 +141,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpu-step-s", type=float, default=1.0)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--reference", choices=("keyframe", "any"), default="keyframe", help="data.stage2_reference")
+    ap.add_argument("--pixels", choices=("float32", "uint8"), default="float32", help="data.pixels")
+    ap.add_argument("--tune", default=None, help="x264 tune of the clips (default: steps.encode.tune; '' for none)")
     args = ap.parse_args(argv)
     with temp_folder("loader_throughput") as tmp:
         log("loader_throughput: encoding inputs")
-        make_inputs(tmp, args.clips)
+        tune = encode_params().get("tune", "") if args.tune is None else args.tune
+        make_inputs(tmp, args.clips, tune)
         log("loader_throughput: measuring")
-        m = measure(tmp, args.samples, args.reference)
+        m = measure(tmp, args.samples, args.reference, args.pixels)
     per_worker = m["samples_per_s_cpu"]
     demand = args.batch / args.gpu_step_s
     result = {
-        "size": SIZE, "reference": args.reference, "source": SOURCE if (REAL_VIDEOS / SOURCE).is_file() else "testsrc2",
+        "size": SIZE, "reference": args.reference, "pixels": args.pixels, "tune": tune, "source": SOURCE if (REAL_VIDEOS / SOURCE).is_file() else "testsrc2",
         **{k: rnd(v) for k, v in m.items()},
         "assumed_gpu_step_s": args.gpu_step_s, "batch": args.batch, "gpu_samples_per_s": rnd(demand),
         "workers_per_gpu": math.ceil(demand / per_worker),

@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from model.data import ClipWindows, DataParams, LoaderState, MissingFeatureError, stage2_indices
+from model.data import ClipWindows, DataParams, LoaderState, MissingFeatureError, model_pixels, stage2_indices, to_tensor
 from pipeline.clip import Clip, canonical_json
 from pipeline.shards import ShardParams, write_clip_shards, write_sidecars
 
@@ -159,6 +159,27 @@ def test_window_indices_at_clip_edges():
     assert starts == set(range(2, 7))  # [M, F - T]
     with pytest.raises(ValueError, match="shorter than the 14-frame window"):
         stage2_indices(13, p, rng)
+
+
+def test_uint8_pixels_are_the_float_frames_before_scaling(project):
+    bgr = np.zeros((4, 5, 3), np.uint8)
+    bgr[..., 0], bgr[..., 1], bgr[..., 2] = 10, 128, 255  # blue, green, red planes
+    raw, flt = to_tensor([bgr], bgr=True, dtype="uint8"), to_tensor([bgr], bgr=True)
+    assert raw.dtype == torch.uint8 and raw.shape == (1, 3, 4, 5)
+    assert raw[0, :, 0, 0].tolist() == [255, 128, 10]  # RGB
+    assert torch.allclose(model_pixels(raw), flt, atol=1e-6) and model_pixels(flt) is flt
+    assert flt[0, :, 0, 0].tolist() == pytest.approx([1.0, 128 / 127.5 - 1, 10 / 127.5 - 1], abs=1e-6)
+
+    as_float = list(ClipWindows(PARAMS, "stage2", shard_root=project / "shards", world_size=1, rank=0))
+    as_uint8 = list(ClipWindows(DataParams(**{**PARAMS.__dict__, "pixels": "uint8"}), "stage2", shard_root=project / "shards",
+                                world_size=1, rank=0))
+    assert [_signature(s) for s in as_float] == [_signature(s) for s in as_uint8]
+    for f, u in zip(as_float, as_uint8):
+        for name in ("frames", "motion_frames", "reference"):
+            assert u[name].dtype == torch.uint8 and u[name].shape == f[name].shape
+            assert torch.allclose(model_pixels(u[name]), f[name], atol=1e-6)
+    with pytest.raises(ValueError, match="pixels must be"):
+        DataParams(pixels="float16")
 
 
 def test_stage1_samples_and_resize(project):
