@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "ray_init_s": out["ray_init_s"], "ray_first_result_s": out["ray_first_result_s"], "ray_close_s": out["ray_close_s"],
                     "kept": out["report"]["kept"], "steps": {k: v["s"] for k, v in steps.items()},
                     "other_load_cpus": out["cpu"].get("other_cpus"),
+                    "steal_cpus": out["cpu"].get("steal_cpus"), "busy_cpus": out["cpu"].get("busy_cpus"),
+                    # CPU seconds of the ingest's steps: the same work for both counts, so a run where
+                    # it is higher met a slower machine (frequency, shared caches, steal), not a worse schedule
+                    "step_cpu_s": sum(v["s"] for v in steps.values()),
                 })
                 log(f"{NAME}: rep {rep + 1}/{args.reps} num_cpus={n}: {out['wall_s']:.1f} s (encode {steps['encode']['s']:.1f} s)")
                 shutil.rmtree(root)
@@ -103,6 +107,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "goal_met": speedup["wall"] >= goal,
         "speedup_wall": speedup["wall"],
         "speedup": speedup,
+        "speedup_wall_per_repetition": [a["wall_s"] / b["wall_s"] for a, b in zip(runs[1], runs[2])],
         "ceiling_ffmpeg_1_vs_2_parallel": ceiling_speedup,
         "ceiling_s": {f"x{n}": [c["elapsed_s"] for c in cs] for n, cs in ceiling.items()},
         "other_load_cpus_median": {f"num_cpus_{n}": median([r["other_load_cpus"] or 0.0 for r in runs[n]]) for n in (1, 2)},

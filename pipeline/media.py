@@ -156,7 +156,7 @@ def clip_frames(source: Path | str, seek: float, fps: int, frames: int, size: tu
     """
     w, h = size
     vf = f"fps=fps={fps}:start_time=0:round=near,tpad=stop_mode=clone:stop=2,scale={w}:{h}:flags=area,format={pix_fmt}"
-    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-ss", f"{max(seek, 0.0):.6f}", "-i", str(source),
+    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-filter_threads", "1", "-ss", f"{max(seek, 0.0):.6f}", "-i", str(source),
            "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, "-frames:v", str(frames), "-f", "rawvideo", "pipe:1"]
     nbytes = w * h * 3
     with tempfile.TemporaryFile() as err:

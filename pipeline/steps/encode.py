@@ -42,7 +42,7 @@ class EncodeParams:
     # x264 --tune ("" for none). fastdecode (CAVLC, no deblocking, no weighted prediction) halves the
     # training loader's decode time for ~12% larger files at the same CRF, and encodes no slower (bench/README.md)
     tune: str = "fastdecode"
-    threads: int = 1  # x264 output depends on the thread count: fixed for byte-identical shards
+    threads: int = 1  # decoder and x264 threads per worker; x264 output depends on it: fixed for byte-identical shards
     max_side: int = 0  # without the face step: downscale so the longer side is at most this (0: keep the source size)
 
     def __post_init__(self) -> None:
@@ -116,8 +116,10 @@ class Encode(Step):
             vf.append(f"scale='if(gte(iw,ih),min({p.max_side},iw),-2)':'if(gte(iw,ih),-2,min({p.max_side},ih))'")
         vf += ["scale=trunc(iw/2)*2:trunc(ih/2)*2", "setsar=1", "format=yuv420p"]
         run_ffmpeg(
-            ["-ss", f"{max(seek, 0.0):.6f}", "-i", clip.source, "-map", "0:v:0", "-an", "-sn", "-dn",
-             "-vf", ",".join(vf), "-frames:v", str(frames), *self._x264(), str(mp4)],
+            # Decoder and filters on one thread too: the step declares one CPU, and with N workers on N
+            # cores, each ffmpeg's default thread pools would oversubscribe them (same pixels either way).
+            ["-threads", str(p.threads), "-filter_threads", "1", "-ss", f"{max(seek, 0.0):.6f}", "-i", clip.source,
+             "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", ",".join(vf), "-frames:v", str(frames), *self._x264(), str(mp4)],
             what=clip.source_rel,
         )
 
