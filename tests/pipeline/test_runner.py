@@ -171,6 +171,9 @@ def test_ray_two_workers_crash_retry_and_setup_errors(env):
         assert dead.drops[0][1].reason == "error:WorkerCrashed"
         assert cache.get("crash_once", Cache.key(CrashOnce(log, always=True).identity(), clips(1)[0])) is None  # not cached
 
+        chained = r.chain([Split(2), Mark(log)], clips(2))  # two steps on the same actors
+        assert [c.key for c in chained[1].kept] == ["0_0", "0_1", "1_0", "1_1"]
+
         with pytest.raises(StepSetupError):
             r.map(BrokenSetup(), clips(1))
 
