@@ -37,7 +37,10 @@ Every sample also holds ``dataset``, ``key``, the frame indices (``frame_index``
 
 Sharding: the global workers are (rank, DataLoader worker) pairs. With at least as many shards as
 global workers each worker streams its own shards (seeded shard order per epoch); otherwise each
-reads all and keeps every world-th clip. Clips pass a seeded shuffle buffer. Resume: feed every
+reads all and keeps every world-th clip. With several ranks and ``equal_rank_epochs`` (default) every
+global worker yields exactly :meth:`ClipWindows.epoch_samples` samples per epoch: one with more clips
+stops early (a different subset each epoch, as the shard order is reshuffled), one with fewer goes
+round its clips again with new windows. Clips pass a seeded shuffle buffer. Resume: feed every
 batch to :class:`LoaderState` and give its ``state_dict()`` back to :meth:`ClipWindows.load_state_dict`;
 each worker then skips (without decoding) the positions it already delivered. The order depends
 on seed, epoch and the number of global workers.
@@ -55,6 +58,7 @@ import json
 import os
 import struct
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -99,6 +103,9 @@ class DataParams:
     # frame tensors: float32 in [-1, 1], or uint8 in [0, 255] (a quarter of the bytes between DataLoader workers
     # and to the GPU, and ~30% less loader CPU; convert with model_pixels on the device)
     pixels: Literal["float32", "uint8"] = "float32"
+    # with several ranks, every global worker yields the same number of samples per epoch (len(clips) x
+    # samples_per_clip // workers), so no rank waits at a collective for one that ran out of data
+    equal_rank_epochs: bool = True
 
     def __post_init__(self) -> None:
         for name in ("stage1_features", "stage2_features"):
@@ -416,6 +423,7 @@ class ClipWindows(IterableDataset):
         self.clips = read_split(Path(splits_dir) if splits_dir else self.root / "splits", split)
         self.features = list(params.stage1_features if stage == "stage1" else params.stage2_features)
         self.units = sorted({(c["dataset"], c["shard"]) for c in self.clips})
+        self.unit_clips = Counter((c["dataset"], c["shard"]) for c in self.clips)  # selected clips per shard
         self.selected = {(c["dataset"], c["key"]): c for c in self.clips}
         for dataset in sorted({d for d, _ in self.units}):
             for feature in self.features:
@@ -474,10 +482,22 @@ class ClipWindows(IterableDataset):
                 sample["__dataset__"], sample["__shard__"] = dataset, shard
                 yield sample
 
-    def _clips(self, gid: int, world: int) -> Iterator[dict[str, Any]]:
+    def _assignment(self, world: int) -> tuple[list[tuple[str, str]], bool]:
+        """This epoch's unit order, and whether each global worker streams its own shards (when there
+        are at least as many shards, each holding a selected clip, as workers)."""
         order = np.random.default_rng([self.p.seed, self.epoch]).permutation(len(self.units))
-        units = [self.units[i] for i in order]
-        by_shard = len(units) >= world
+        return [self.units[i] for i in order], len(self.units) >= world
+
+    def worker_clips(self, gid: int, world: int) -> int:
+        """How many selected clips global worker ``gid`` of ``world`` streams in one pass this epoch."""
+        units, by_shard = self._assignment(world)
+        if by_shard:
+            return sum(self.unit_clips[u] for u in units[gid::world])
+        total = len(self.clips)
+        return total // world + int(gid < total % world)
+
+    def _clips(self, gid: int, world: int) -> Iterator[dict[str, Any]]:
+        units, by_shard = self._assignment(world)
         counter = 0
         for unit in (units[gid::world] if by_shard else units):
             for sample in self._zipped(*unit):
@@ -485,8 +505,8 @@ class ClipWindows(IterableDataset):
                     yield sample
                 counter += 1
 
-    def _shuffled(self, clips: Iterator[dict[str, Any]], gid: int) -> Iterator[dict[str, Any]]:
-        rng = np.random.default_rng([self.p.seed, self.epoch, gid, 1])
+    def _shuffled(self, clips: Iterator[dict[str, Any]], gid: int, rerun: int = 0) -> Iterator[dict[str, Any]]:
+        rng = np.random.default_rng([self.p.seed, self.epoch, gid, 1, *([rerun] if rerun else [])])
         buffer: list[dict[str, Any]] = []
         for clip in clips:
             buffer.append(clip)
@@ -504,16 +524,33 @@ class ClipWindows(IterableDataset):
             cv2.setNumThreads(1)  # DataLoader workers are the parallelism: one thread each for resize/split
         gid, world = self._worker()
         skip = self.skip.get(gid, 0)
-        position = 0
-        for clip in self._shuffled(self._clips(gid, world), gid):
-            for _ in range(self.p.samples_per_clip):
-                position += 1
-                if position <= skip:
-                    continue
-                rng = np.random.default_rng([self.p.seed, self.epoch, gid, position])
-                sample = self.build(clip, rng)
-                sample.update(worker=gid, position=position)
-                yield sample
+        limit = self.epoch_samples(world) if self.p.equal_rank_epochs and self.world_size > 1 else None
+        if limit and not self.worker_clips(gid, world):
+            raise ValueError(f"split {self.split} has {len(self.clips)} clips for {world} global workers (ranks x DataLoader "
+                             f"workers): worker {gid} would have none. Use fewer DataLoader workers or select more clips")
+        position, rerun = 0, 0
+        while True:
+            for clip in self._shuffled(self._clips(gid, world), gid, rerun):
+                for _ in range(self.p.samples_per_clip):
+                    if limit is not None and position >= limit:
+                        return
+                    position += 1
+                    if position <= skip:
+                        continue
+                    rng = np.random.default_rng([self.p.seed, self.epoch, gid, position])
+                    sample = self.build(clip, rng)
+                    sample.update(worker=gid, position=position)
+                    yield sample
+            if limit is None or position >= limit or position == 0:
+                return
+            rerun += 1  # a worker with fewer clips than its share goes round its clips again (new windows)
+
+    def epoch_samples(self, world: int | None = None) -> int:
+        """Samples each global worker yields per epoch with ``equal_rank_epochs`` (and several ranks):
+        the same for all, so every rank runs the same number of steps and DDP never waits on a rank
+        that ran out. Workers with more clips stop early, those with fewer go round again."""
+        world = world or self._worker()[1]
+        return len(self.clips) * self.p.samples_per_clip // world
 
     # -- samples --
     def _feature(self, clip: dict[str, Any], feature: str, frames: int) -> np.ndarray:

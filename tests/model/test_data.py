@@ -199,13 +199,38 @@ def test_order_is_deterministic_per_seed_and_workers_split_the_clips(project):
 
     assert run() == run()
     assert run() != run(seed=4)
-    ranks = [[_signature(s) for s in ClipWindows(PARAMS, "stage2", shard_root=project / "shards", rank=r, world_size=2)] for r in (0, 1)]
+    natural = DataParams(**{**PARAMS.__dict__, "equal_rank_epochs": False})  # every clip once, however uneven
+    ranks = [[_signature(s) for s in ClipWindows(natural, "stage2", shard_root=project / "shards", rank=r, world_size=2)] for r in (0, 1)]
     keys = [{k for k, *_ in r} for r in ranks]
     assert keys[0] and keys[1] and not keys[0] & keys[1]
     assert keys[0] | keys[1] == {k for k, *_ in run()}
     # more global workers than shards: every worker reads all shards and keeps every 4th clip
-    ranks = [{_signature(s)[0] for s in ClipWindows(PARAMS, "stage2", shard_root=project / "shards", rank=r, world_size=4)} for r in range(4)]
+    ranks = [{_signature(s)[0] for s in ClipWindows(natural, "stage2", shard_root=project / "shards", rank=r, world_size=4)} for r in range(4)]
     assert all(ranks) and sum(map(len, ranks)) == len(FRAMES) - 1 and set().union(*ranks) == keys[0] | keys[1]
+
+
+def test_ranks_get_equal_epochs(project):
+    """DDP needs the same number of steps on every rank: shards hold 3, 2 and 1 selected clips."""
+    spc, n_clips = PARAMS.samples_per_clip, len(FRAMES) - 1
+    for epoch in range(3):
+        per_rank, natural = [], []
+        for r in (0, 1):
+            ds = ClipWindows(PARAMS, "stage2", shard_root=project / "shards", rank=r, world_size=2)
+            ds.set_epoch(epoch)
+            samples = list(ds)
+            assert [s["position"] for s in samples] == list(range(1, len(samples) + 1))
+            per_rank.append([_signature(s) for s in samples])
+            natural.append(ds.worker_clips(r, 2) * spc)
+            assert ds.epoch_samples(2) == n_clips * spc // 2
+        assert [len(r) for r in per_rank] == [n_clips * spc // 2] * 2
+        assert natural[0] != natural[1]  # the shards split unevenly, the epochs do not
+        short = int(np.argmin(natural))
+        first, again = per_rank[short][:natural[short]], per_rank[short][natural[short]:]
+        assert again and {k for k, *_ in again} <= {k for k, *_ in first}  # going round its own clips again ...
+        assert again != first[:len(again)]  # ... with newly drawn windows
+    with pytest.raises(ValueError, match="6 clips for 8 global workers"):
+        list(ClipWindows(DataParams(**{**PARAMS.__dict__, "samples_per_clip": 4}), "stage2", shard_root=project / "shards",
+                         rank=7, world_size=8))
 
 
 def test_resume_after_n_samples_with_dataloader_workers(project):
