@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import soundfile as sf
 
-from pipeline.features import Extractor
+from pipeline.features import Extractor, FeatureParams
+from pipeline.features._segments import run_windows
 
 VOCALS_FILE = "vocals.wav"
 
@@ -59,3 +61,31 @@ class TrackExtractor(Extractor):
     def track(self, clip: Any) -> tuple[str, str]:
         """``(which, path)`` of the track this extractor reads for ``clip``."""
         return audio_source(clip, bool(self.needs))
+
+
+@dataclass(frozen=True)
+class WindowParams(FeatureParams):
+    """Params of an extractor over 50%-overlapping windows of the track (paper 3.6: E_ser, E_va)."""
+
+    window_s: float = 2.0  # window length; hop = window_s / 2 (50% overlap)
+    batch_size: int = 4  # clips per call
+    segment_batch: int = 16  # windows per forward pass
+    device: str = "auto"  # auto (cuda when visible) | cpu | cuda
+
+
+class WindowExtractor(TrackExtractor):
+    """A track extractor whose model sees each 50%-overlapping window: ``forward(windows)`` gives
+    one row per window (equal lengths within a call, so no padding)."""
+
+    sample_rate = 16000
+
+    def forward(self, windows: list[np.ndarray]) -> Sequence[Any]:
+        raise NotImplementedError
+
+    def track_windows(self, clips: Sequence[Any]) -> list[tuple[str, int, list[tuple[int, int]], list[Any]]]:
+        """Per clip: which track was read, its length in samples, the window bounds and the rows."""
+        p: WindowParams = self.params
+        sources = [self.track(c) for c in clips]
+        signals = [read_mono(path, self.sample_rate) for _, path in sources]
+        bounds, rows = run_windows(signals, self.sample_rate, p.window_s, p.segment_batch, self.forward)
+        return [(which, len(x), bs, r) for (which, _), x, bs, r in zip(sources, signals, bounds, rows)]

@@ -32,9 +32,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipeline.clip import Clip
-from pipeline.features import FeatureParams, torch_device
-from pipeline.features._audio import TrackExtractor, read_mono
-from pipeline.features._segments import clip_segments, run_windows
+from pipeline.features import torch_device
+from pipeline.features._audio import WindowExtractor, WindowParams
+from pipeline.features._segments import clip_segments
 from pipeline.weights import ModelSpec
 
 SAMPLE_RATE = 16000
@@ -68,14 +68,11 @@ WEIGHTS = (ModelSpec(
 
 
 @dataclass(frozen=True)
-class Params(FeatureParams):
-    window_s: float = 2.0  # window length; hop = window_s / 2 (50% overlap)
-    batch_size: int = 4  # clips per call
-    segment_batch: int = 16  # windows per forward pass
-    device: str = "auto"  # auto (cuda when visible) | cpu | cuda
+class Params(WindowParams):
+    """``features.emotion_speech``: the window keys of :class:`WindowParams`."""
 
 
-class Extractor(TrackExtractor):
+class Extractor(WindowExtractor):
     name = "emotion_speech"
     version = "1"
     weights = WEIGHTS
@@ -109,14 +106,11 @@ class Extractor(TrackExtractor):
 
     def process(self, clips: Sequence[Clip], outs: Sequence[Path]) -> list[Any]:
         p: Params = self.params
-        sources = [self.track(c) for c in clips]
-        signals = [read_mono(path, SAMPLE_RATE) for _, path in sources]
-        bounds, rows = run_windows(signals, SAMPLE_RATE, p.window_s, p.segment_batch, self.forward)
         results = []
-        for clip, out, (which, _), x, bs, r in zip(clips, outs, sources, signals, bounds, rows):
+        for clip, out, (which, n, bs, r) in zip(clips, outs, self.track_windows(clips)):
             probs = np.stack([pr for pr, _ in r])
             embed = np.stack([e for _, e in r])
-            times, frames, per_frame = clip_segments(bs, probs, clip.meta.get("encode", {}), len(x), SAMPLE_RATE)
+            times, frames, per_frame = clip_segments(bs, probs, clip.meta.get("encode", {}), n, SAMPLE_RATE)
             np.save(out / "probs.npy", probs.astype(np.float32))
             np.save(out / "embed.npy", embed.astype(np.float16))
             np.save(out / "frames.npy", per_frame)

@@ -33,9 +33,9 @@ from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model, Wav2Vec2PreTrainedModel
 
 from pipeline.clip import Clip
-from pipeline.features import FeatureParams, torch_device
-from pipeline.features._audio import TrackExtractor, read_mono
-from pipeline.features._segments import clip_segments, run_windows
+from pipeline.features import torch_device
+from pipeline.features._audio import WindowExtractor, WindowParams
+from pipeline.features._segments import clip_segments
 from pipeline.weights import ModelSpec
 
 SAMPLE_RATE = 16000
@@ -111,14 +111,11 @@ WEIGHTS = (ModelSpec(
 
 
 @dataclass(frozen=True)
-class Params(FeatureParams):
-    window_s: float = 2.0  # window length; hop = window_s / 2 (50% overlap)
-    batch_size: int = 4  # clips per call
-    segment_batch: int = 16  # windows per forward pass
-    device: str = "auto"  # auto (cuda when visible) | cpu | cuda
+class Params(WindowParams):
+    """``features.valence_arousal``: the window keys of :class:`WindowParams`."""
 
 
-class Extractor(TrackExtractor):
+class Extractor(WindowExtractor):
     name = "valence_arousal"
     version = "1"
     weights = WEIGHTS
@@ -145,13 +142,10 @@ class Extractor(TrackExtractor):
 
     def process(self, clips: Sequence[Clip], outs: Sequence[Path]) -> list[Any]:
         p: Params = self.params
-        sources = [self.track(c) for c in clips]
-        signals = [read_mono(path, SAMPLE_RATE) for _, path in sources]
-        bounds, rows = run_windows(signals, SAMPLE_RATE, p.window_s, p.segment_batch, self.forward)
         results = []
-        for clip, out, (which, _), x, bs, r in zip(clips, outs, sources, signals, bounds, rows):
+        for clip, out, (which, n, bs, r) in zip(clips, outs, self.track_windows(clips)):
             seg = np.stack(r).astype(np.float32)
-            times, frames, per_frame = clip_segments(bs, seg, clip.meta.get("encode", {}), len(x), SAMPLE_RATE)
+            times, frames, per_frame = clip_segments(bs, seg, clip.meta.get("encode", {}), n, SAMPLE_RATE)
             np.save(out / "segments.npy", seg)
             np.save(out / "frames.npy", per_frame)
             values = {"dims": list(DIMS), "window_s": p.window_s, "hop_s": p.window_s / 2, "segments": times, "frames": frames,
