@@ -447,9 +447,9 @@ class Runner:
         if len({s.resources for s in steps}) > 1:
             outcomes = []
             for step in steps:
-                outcomes.append(self.chain([step], clips, desc=desc))
-                clips = outcomes[-1][0].kept
-            return [o[0] for o in outcomes]
+                outcomes.append(self.map(step, clips, desc=desc))
+                clips = outcomes[-1].kept
+            return outcomes
         t0 = time.perf_counter()
         run = _ChainRun(self, steps, list(clips), desc)
         try:
