@@ -7,7 +7,7 @@ Run with the working directory as the project root of the run (``root=.``). Prin
 and the Ray phases seen from the driver: ``ray_init_s`` (``ray.init``), ``ray_first_result_s``
 (from Ray being up to the first result: actor start-up plus one task) and
 ``ray_close_s`` (killing the actors and ``ray.shutdown``). The pipeline code is not modified; its
-Runner methods are wrapped with timers in this process only.
+Runner and Ray backend methods are wrapped with timers in this process only.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ T0 = time.perf_counter()
 
 import pipeline.ingest as ingest  # noqa: E402
 from pipeline import runner as runner_mod  # noqa: E402
+from pipeline.runner.ray_backend import RayBackend  # noqa: E402
 
 IMPORT_S = time.perf_counter() - T0
 
@@ -28,10 +29,10 @@ def _instrument() -> dict[str, float]:
     seen = {"ray_init_s": 0.0, "ray_first_result_s": 0.0, "ray_close_s": 0.0}
     ready_at: list[float] = []
     Runner = runner_mod.Runner
-    orig_ensure, orig_close, orig_run_ray = Runner._ensure_ray, Runner.close, Runner._run_ray
+    orig_ensure, orig_close, orig_run_ray = RayBackend.start, Runner.close, RayBackend.run
 
     def ensure(self):  # type: ignore[no-untyped-def]
-        fresh = self._ray is None
+        fresh = not self.started
         t = time.perf_counter()
         out = orig_ensure(self)
         if fresh:
@@ -56,7 +57,7 @@ def _instrument() -> dict[str, float]:
         run.done = timed_done
         return orig_run_ray(self, res, run)
 
-    Runner._ensure_ray, Runner.close, Runner._run_ray = ensure, close, run_ray  # type: ignore[method-assign]
+    RayBackend.start, Runner.close, RayBackend.run = ensure, close, run_ray  # type: ignore[method-assign]
 
     def timer(fn, key):  # type: ignore[no-untyped-def]
         def wrapped(*a, **kw):  # type: ignore[no-untyped-def]

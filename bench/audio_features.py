@@ -46,7 +46,7 @@ SOURCES = ["videos/v01_frontal_hdtf_katiehill_25fps_a16k.mp4", "videos/v02_front
 
 
 def make_clips(folder: Path, n: int):
-    from pipeline.clip import Clip
+    from core.clip import Clip
 
     lengths = [3.0, 4.0, 5.0, 3.6, 4.4]
     clips, k = [], 0
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(REPO))
     from pipeline.features import audio_embed, speech, vocals
-    from pipeline.weights import WeightsParams
+    from core.weights import WeightsParams
 
     if not REAL.is_dir():
         print(f"real clips not found at {REAL}", file=sys.stderr)

@@ -111,7 +111,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from pipeline.features import emotion_speech, emotion_text, transcript, valence_arousal
-    from pipeline.weights import WeightsParams
+    from core.weights import WeightsParams
 
     if not REAL.is_dir():
         print(f"real clips not found at {REAL}", file=sys.stderr)

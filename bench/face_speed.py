@@ -32,9 +32,9 @@ for _k, _v in {"OMP_NUM_THREADS": "1", "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline import params  # noqa: E402
+from core import params  # noqa: E402
 from pipeline.cache import Cache  # noqa: E402
-from pipeline.clip import Clip  # noqa: E402
+from core.clip import Clip  # noqa: E402
 from pipeline.ingest import IngestSteps  # noqa: E402
 from pipeline.runner import Runner, RunnerParams  # noqa: E402
 

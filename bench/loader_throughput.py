@@ -49,8 +49,8 @@ def _npy(array: np.ndarray) -> bytes:
 
 
 def make_inputs(root: Path, n_clips: int, tune: str) -> None:
-    from pipeline.clip import Clip, canonical_json
-    from pipeline.shards import ShardParams, write_clip_shards, write_sidecars
+    from core.clip import Clip, canonical_json
+    from core.shards import ShardParams, write_clip_shards, write_sidecars
 
     media = root / "media"
     media.mkdir(parents=True)
@@ -112,7 +112,7 @@ def measure(root: Path, n_samples: int, reference: str, pixels: str = "float32")
         requests.append((s["key"], [*s["frame_index"].tolist(), *s["motion_index"].tolist(), int(s["reference_index"])]))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     mp4 = {}
-    from pipeline.shards import iter_samples
+    from core.shards import iter_samples
 
     for sample in iter_samples(root / "shards" / "clips" / "bench"):
         mp4[sample["__key__"]] = sample["mp4"]

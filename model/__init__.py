@@ -11,7 +11,7 @@ One module per component; importing this package is cheap (no torch/diffusers im
 - ``model.emotion_embed`` EmotionEmbedding: concat(E_text, E_ser, E_va) -> tokens (3.6, eq. 1)
 - ``model.losses``        diffusion, sync (eq. 2), emo (eq. 3), AU (eq. 4), attr-action (eq. 5), A2M VAE
 - ``model.stages``        which parameters each training stage optimises
-- ``model.sd15``          SD 1.5 folder layout, verification and loading of all components
-- ``model.tiny_sd``       writes a tiny, seeded SD 1.5-like folder (same classes and file formats)
+- ``core.sd15``          SD 1.5 folder layout, verification and loading of all components
+- ``core.tiny_sd``       writes a tiny, seeded SD 1.5-like folder (same classes and file formats)
 - ``model.scale``         parameter counts and training-memory estimate at paper scale
 """

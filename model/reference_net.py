@@ -26,7 +26,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
 from .attention import FEATURE_SINK_KWARG, ReferenceFeatureAttnProcessor, transformer_blocks
-from .sd15 import SD15_UNET_CONFIG, backbone_config
+from core.sd15 import SD15_UNET_CONFIG, backbone_config
 
 
 @dataclass
@@ -68,7 +68,7 @@ class ReferenceNet(ModelMixin, ConfigMixin):
 
     @classmethod
     def from_sd15(cls, sd15_folder: str | Path) -> "ReferenceNet":
-        """Build from the ``unet/`` of a local diffusers SD 1.5 folder (see ``model.sd15``)."""
+        """Build from the ``unet/`` of a local diffusers SD 1.5 folder (see ``core.sd15``)."""
         from .sd15 import verify_sd15_folder
 
         root = verify_sd15_folder(sd15_folder)

@@ -57,7 +57,7 @@ def build_components(device: str | torch.device = "meta") -> dict[str, nn.Module
     from .audio_proj import AudioProjection
     from .emotion_embed import EmotionEmbedding
     from .reference_net import ReferenceNet
-    from .sd15 import CLIP_L14_TEXT_CONFIG, SD15_VAE_CONFIG
+    from core.sd15 import CLIP_L14_TEXT_CONFIG, SD15_VAE_CONFIG
     from .unet import DenoisingUNet
 
     with torch.device(device):

@@ -41,7 +41,7 @@ from .attention import (
     attention_sizes,
     transformer_blocks,
 )
-from .sd15 import SD15_UNET_CONFIG, backbone_config
+from core.sd15 import SD15_UNET_CONFIG, backbone_config
 
 # Added-module kinds, by class: used by ``model.stages`` to choose what each stage trains.
 ADDED_MODULE_TYPES: dict[str, type] = {
@@ -114,7 +114,7 @@ class DenoisingUNet(ModelMixin, ConfigMixin):
 
     @classmethod
     def from_sd15(cls, sd15_folder: str | Path, **kwargs: Any) -> "DenoisingUNet":
-        """Build from the ``unet/`` of a local diffusers SD 1.5 folder (see ``model.sd15``)."""
+        """Build from the ``unet/`` of a local diffusers SD 1.5 folder (see ``core.sd15``)."""
         from .sd15 import verify_sd15_folder
 
         root = verify_sd15_folder(sd15_folder)

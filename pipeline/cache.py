@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from pipeline.clip import Clip, Drop, canonical_json
+from core.clip import Clip, Drop, canonical_json
+from core.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +39,6 @@ class CacheParams:
     """``cache`` section of params.yaml."""
 
     dir: str = ".cache"  # point it at shared storage to reuse results across a team
-
-
-def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Cache:

@@ -29,12 +29,23 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from core import params, weights
+from core.clip import Clip, Drop, canonical_json
+from core.shards import (
+    MANIFEST,
+    Member,
+    Reject,
+    ShardFormatError,
+    ShardLayout,
+    ShardParams,
+    clip_from_json,
+    iter_samples,
+    load_json,
+    write_sidecars,
+)
 from pipeline import features as features_mod
-from pipeline import params, weights
 from pipeline.cache import Cache, CacheParams
-from pipeline.clip import Clip, Drop, canonical_json
 from pipeline.runner import Runner, RunnerParams
-from pipeline.shards import MANIFEST, Reject, ShardParams, iter_samples, load_json, write_sidecars
 from pipeline.stats import StageStats, write_json
 
 log = logging.getLogger("pipeline.extract")
@@ -66,11 +77,7 @@ def unpack_clips(clip_dir: Path, cache: Cache, needs: dict[str, Path] | None = N
     for key, entry in by_key.items():
         if "json" not in entry:
             raise KeyError(f"{key}: present in a sidecar but not in {clip_dir}")
-        d = dict(entry["json"])
-        clip = Clip(key=d["key"], dataset=d["dataset"], source=d["source_rel"], source_rel=d["source_rel"],
-                    source_hash=d["source_hash"], start=d["start"], duration=d["duration"], meta=d["meta"],
-                    scores=d["scores"], files=entry["files"],
-                    file_hashes={n: Path(p).name.split(".", 1)[0] for n, p in entry["files"].items()})
+        clip = clip_from_json(entry["json"], entry["files"], {n: Path(p).name.split(".", 1)[0] for n, p in entry["files"].items()})
         clips.append(clip)
     return sorted(clips, key=lambda c: c.key)
 
@@ -98,12 +105,13 @@ def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None =
     if local is not None:
         rparams = dataclasses.replace(rparams, local=local)
     cache = Cache(root / params.load(CacheParams, "cache", where, data).dir)
-    shard_root = root / params.load(ShardParams, "shards", where, data).root
+    layout = ShardLayout.from_params(params.load(ShardParams, "shards", where, data), root)
     if not fparams.enabled:
-        return _disabled(feature, dataset, root, shard_root, t0)
+        return _disabled(feature, dataset, root, layout, t0)
     extractor = module.Extractor(fparams, wparams, root, features=features_mod.enabled(data))
+    declared = {m.name: m for m in getattr(module, "MEMBERS", ())}
 
-    clips = unpack_clips(shard_root / "clips" / dataset, cache)
+    clips = unpack_clips(layout.clips(dataset), cache)
     stats = StageStats("extract", f"{feature}-{dataset}", inputs=len(clips))
     needed: dict[str, Drop] = {}  # clip key -> drop of a needed feature
     with Runner(rparams, cache, stage=f"extract@{feature}-{dataset}") as runner:
@@ -149,12 +157,12 @@ def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None =
         prefix = f"{feature}."
         for name, path in sorted(out.files.items()):
             if name.startswith(prefix):
-                members.append((name[len(prefix):], Path(path).read_bytes()))
+                members.append((name[len(prefix):], _checked(declared, feature, module, clip, name[len(prefix):], Path(path).read_bytes())))
         samples[clip.key] = members
         rows[clip.key] = {"status": "ok", **{f"score_{k}": float(v) for k, v in sorted(out.scores.items()) if k.startswith(feature)}}
 
-    out_dir = shard_root / "features" / feature / dataset
-    write_sidecars(out_dir, shard_root / "clips" / dataset, samples, rows, rejects)
+    write_sidecars(layout.feature(feature, dataset), layout.clips(dataset), samples, rows, rejects,
+                   members=tuple(declared.values()), feature=feature)
     report = stats.to_json(kept=len(outcome.kept), seconds=time.perf_counter() - t0)
     report["tiny_weights"] = extractor.tiny
     report["needs"] = list(extractor.needs)
@@ -162,17 +170,30 @@ def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None =
     return report
 
 
-def _disabled(feature: str, dataset: str, root: Path, shard_root: Path, t0: float) -> dict[str, Any]:
-    """``features.<feature>.enabled: false``: an aligned sidecar whose every json says so (no model runs)."""
-    from pipeline.shards import read_manifest
+def _checked(declared: dict[str, Member], feature: str, module: Any, clip: Clip, name: str, data: bytes) -> bytes:
+    """A member's bytes, once they match the feature's declaration (``MEMBERS``): the training loader
+    trusts these declarations, so an undeclared member or a wrong dtype/shape stops the stage here."""
+    member = declared.get(name)
+    if member is None:
+        raise ShardFormatError(f"feature {feature} wrote {clip.key}.{name}, which {module.__name__}.MEMBERS does not declare "
+                               f"(declared: {', '.join(declared) or 'none'}); add it to MEMBERS")
+    if name.endswith(".npy") or name == "npy":
+        frames = clip.meta.get("encode", {}).get("frames")
+        member.check(data, int(frames) if frames is not None else None, where=f"feature {feature}: {clip.key}.{name}")
+    return data
 
-    clip_dir = shard_root / "clips" / dataset
+
+def _disabled(feature: str, dataset: str, root: Path, layout: ShardLayout, t0: float) -> dict[str, Any]:
+    """``features.<feature>.enabled: false``: an aligned sidecar whose every json says so (no model runs)."""
+    from core.shards import read_manifest
+
+    clip_dir = layout.clips(dataset)
     if not (clip_dir / MANIFEST).is_file():
         raise FileNotFoundError(f"{clip_dir}/{MANIFEST} not found: run the stage that writes it first (ingest)")
     keys = read_manifest(clip_dir).column("key").to_pylist()
     body = canonical_json({"status": "disabled", "feature": feature}).encode()
-    write_sidecars(shard_root / "features" / feature / dataset, clip_dir, {k: [("json", body)] for k in keys},
-                   {k: {"status": "disabled"} for k in keys})
+    write_sidecars(layout.feature(feature, dataset), clip_dir, {k: [("json", body)] for k in keys},
+                   {k: {"status": "disabled"} for k in keys}, feature=feature)
     report = {"stage": "extract", "name": f"{feature}-{dataset}", "inputs": len(keys), "kept": 0, "dropped": 0,
               "dropped_by_reason": {}, "seconds": round(time.perf_counter() - t0, 3), "disabled": True}
     write_json(root / "reports" / "extract" / f"{feature}-{dataset}.json", report)

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import datasets, params
+from core import params
+from pipeline import datasets
 from pipeline.cache import Cache, CacheParams
-from pipeline.clip import Clip, slug
+from core.clip import Clip, slug
 from pipeline.runner import Runner, RunnerParams
-from pipeline.shards import Reject, ShardParams, write_clip_shards
+from core.shards import ShardLayout, Reject, ShardParams, write_clip_shards
 from pipeline.stats import StageStats, write_json
 from pipeline.steps import Step
 from pipeline.steps.audio import AudioParams, DecodeAudio
@@ -103,8 +104,7 @@ def run(name: str, root: Path = Path("."), local: bool | None = None, params_fil
         stats.extra["runner"] = runner.mode
 
     clips = [c.evolve(meta={"source": source_meta.get(c.source_rel, {})}) for c in items]
-    out = root / shard_params.root / "clips" / name
-    write_clip_shards(out, clips, rejects, shard_params)
+    write_clip_shards(ShardLayout.from_params(shard_params, root).clips(name), clips, rejects, shard_params)
     seconds = time.perf_counter() - t0
     report = stats.to_json(kept=len(clips), seconds=seconds)
     report["hours_kept"] = round(sum(c.duration or 0 for c in clips) / 3600, 4)

@@ -17,7 +17,6 @@ import logging
 import os
 import subprocess
 import sys
-import tarfile
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -26,8 +25,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from pipeline import params
-from pipeline.shards import MANIFEST, REJECTS, ShardParams
+from core import params
+from core.shards import MANIFEST, REJECTS, ShardLayout, ShardParams, read_manifest, read_tar
 
 log = logging.getLogger("pipeline.report")
 
@@ -53,17 +52,16 @@ def middle_frame_jpeg(mp4: bytes, width: int = 256) -> bytes:
 def example_frames(folder: Path, keys: list[str]) -> dict[str, bytes]:
     want, out = set(keys), {}
     for tar_path in sorted(folder.glob("*.tar")):
-        with tarfile.open(tar_path) as tar:
-            for member in tar:
-                key, ext = member.name.split(".", 1)
-                if ext == "mp4" and key in want:
-                    out[key] = middle_frame_jpeg(tar.extractfile(member).read())  # type: ignore[union-attr]
+        for sample in read_tar(tar_path, keep=lambda ext: ext == "mp4"):
+            if sample["__key__"] in want and "mp4" in sample:
+                out[sample["__key__"]] = middle_frame_jpeg(sample["mp4"])
         if len(out) == len(want):
             break
     return out
 
 
-def dataset_summary(folder: Path, rp: ReportParams) -> dict[str, Any]:
+def dataset_summary(layout: ShardLayout, dataset: str, rp: ReportParams) -> dict[str, Any]:
+    folder = layout.clips(dataset)
     manifest = pq.read_table(folder / MANIFEST).to_pylist() if (folder / MANIFEST).exists() else []
     rejects = pq.read_table(folder / REJECTS).to_pylist() if (folder / REJECTS).exists() else []
     n = max(rp.frames_per_dataset, 0)
@@ -79,18 +77,18 @@ def dataset_summary(folder: Path, rp: ReportParams) -> dict[str, Any]:
         "rejects": rejects,
         "frames": example_frames(folder, picks),
         "manifest": {r["key"]: r for r in manifest},
-        "features": feature_summary(folder.parent.parent / "features", folder.name),
+        "features": feature_summary(layout, dataset),
     }
 
 
-def feature_summary(features_dir: Path, dataset: str) -> dict[str, dict[str, Any]]:
+def feature_summary(layout: ShardLayout, dataset: str) -> dict[str, dict[str, Any]]:
     """Per feature sidecar of a dataset: clip counts by status and the mean of each score column."""
     out = {}
-    for side in sorted(features_dir.glob(f"*/{dataset}/{MANIFEST}")):
-        rows = pq.read_table(side).to_pylist()
+    for feature, side in layout.sidecars(dataset).items():
+        rows = read_manifest(side).to_pylist()
         scores = sorted({k for r in rows for k in r if k.startswith("score_")})
         means = {k[len("score_"):]: sum(r[k] for r in rows if r.get(k) is not None) / max(1, sum(r.get(k) is not None for r in rows)) for k in scores}
-        out[side.parent.parent.name] = {"status": Counter(str(r.get("status")) for r in rows), "means": means}
+        out[feature] = {"status": Counter(str(r.get("status")) for r in rows), "means": means}
     return out
 
 
@@ -188,9 +186,8 @@ def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, An
     data = params.read_yaml(params_file)
     where = str(params_file or params.params_path())
     rp = params.load(ReportParams, "report", where, data)
-    shard_root = root / params.load(ShardParams, "shards", where, data).root
-    folders = sorted(p for p in (shard_root / "clips").glob("*") if p.is_dir() and not p.name.startswith("."))
-    summaries = [dataset_summary(f, rp) for f in folders]
+    layout = ShardLayout.from_params(params.load(ShardParams, "shards", where, data), root)
+    summaries = [dataset_summary(layout, d, rp) for d in layout.datasets()]
     metrics = {}
     for f in sorted((root / "reports" / "ingest").glob("*.json")):
         metrics[f.stem] = json.loads(f.read_text())

@@ -53,13 +53,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import datasets as datasets_mod
-from pipeline import params
-from pipeline.shards import MANIFEST, AtomicDir, ShardParams, iter_samples
+from core import params
+from core.shards import MANIFEST, SPLITS, AtomicDir, ShardLayout, ShardParams, iter_samples, read_manifest
 from pipeline.stats import write_json
 
 log = logging.getLogger("pipeline.select")
 
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -142,24 +141,24 @@ def _value(row: dict[str, Any], column: str) -> Optional[float]:
     return float(v)
 
 
-def read_dataset(shard_root: Path, dataset: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]:
+def read_dataset(layout: ShardLayout, dataset: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]:
     """Clip manifest rows and ``{feature: {key: sidecar row}}`` of one dataset."""
-    clip_dir = shard_root / "clips" / dataset
+    clip_dir = layout.clips(dataset)
     if not (clip_dir / MANIFEST).is_file():
         raise FileNotFoundError(f"{clip_dir}/{MANIFEST} not found: run `dvc repro ingest@{dataset}` first")
-    clips = pq.read_table(clip_dir / MANIFEST).to_pylist()
+    clips = read_manifest(clip_dir).to_pylist()
     features: dict[str, dict[str, dict[str, Any]]] = {}
-    for manifest in sorted((shard_root / "features").glob(f"*/{dataset}/{MANIFEST}")):
-        features[manifest.parent.parent.name] = {r["key"]: r for r in pq.read_table(manifest).to_pylist()}
+    for feature, folder in layout.sidecars(dataset).items():
+        features[feature] = {r["key"]: r for r in read_manifest(folder).to_pylist()}
     return clips, features
 
 
-def tiny_features(shard_root: Path, dataset: str, features: list[str]) -> list[str]:
+def tiny_features(layout: ShardLayout, dataset: str, features: list[str]) -> list[str]:
     """The features whose sidecar for ``dataset`` was computed with tiny stand-in weights (its first
     computed json says ``"tiny": true``; every json of a sidecar shares the provenance)."""
     out = []
     for feature in features:
-        for sample in iter_samples(shard_root / "features" / feature / dataset):
+        for sample in iter_samples(layout.feature(feature, dataset)):
             body = json.loads(sample["json"])
             if body.get("status") == "disabled":
                 break
@@ -222,36 +221,35 @@ def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, An
     t0 = time.perf_counter()
     data = params.read_yaml(params_file or root / "params.yaml")
     p = params.load(SelectParams, "select", data=data)
-    shard_root = root / params.load(ShardParams, "shards", data=data).root
+    layout = ShardLayout.from_params(params.load(ShardParams, "shards", data=data), root)
     rows: list[dict[str, Any]] = []
     checked: set[str] = set()
     ignored_tiny: set[str] = set()
     for name, raw in sorted((data.get("datasets") or {}).items()):
         common, _ = datasets_mod.parse(name, raw)
-        clips, features = read_dataset(shard_root, name)
+        clips, features = read_dataset(layout, name)
         missing = [f for f in p.required_features if f not in features]
         if missing:
             raise FileNotFoundError(f"select.required_features: {missing[0]} has no sidecar for dataset {name} "
                                     f"(run `dvc repro extract@{missing[0]}-{name}` or remove it from the list)")
         if p.tiny_scores == "ignore":
-            for feature in tiny_features(shard_root, name, sorted(features)):
+            for feature in tiny_features(layout, name, sorted(features)):
                 log.warning("select: %s-%s was computed with tiny stand-in weights; its score thresholds are not applied "
                             "(select.tiny_scores: apply to use them)", feature, name)
                 ignored_tiny.add(feature)
                 features[feature] = {k: {c: v for c, v in r.items() if not c.startswith("score_")} for k, r in features[feature].items()}
         rows += decide(p, name, common.test_only, clips, features, checked)
 
-    out_dir = shard_root / "splits"
-    with AtomicDir(out_dir) as tmp:
+    with AtomicDir(layout.splits) as tmp:
         for split in SPLITS:
-            with open(tmp / f"{split}.jsonl", "w", encoding="utf-8") as f:
+            with open(tmp / layout.split(split).name, "w", encoding="utf-8") as f:
                 for r in rows:
                     if r["split"] == split:
                         f.write(json.dumps({k: r[k] for k in ("dataset", "key", "shard", "frames", "speaker")}, sort_keys=True) + "\n")
         schema = pa.schema([("dataset", pa.string()), ("key", pa.string()), ("shard", pa.string()), ("source", pa.string()),
                             ("speaker", pa.string()), ("frames", pa.int64()), ("duration", pa.float64()),
                             ("split", pa.string()), ("reason", pa.string()), ("message", pa.string())])
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp / "decisions.parquet")
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp / layout.decisions.name)
 
     report = summary(rows, p, checked)
     report["tiny_scores_ignored"] = sorted(ignored_tiny)

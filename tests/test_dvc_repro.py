@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.shards import read_manifest, read_rejects
+from core.shards import read_manifest, read_rejects
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def test_dvc_repro_on_the_sample(tmp_path):
 
     import numpy as np
 
-    from pipeline.shards import iter_samples
+    from core.shards import iter_samples
 
     frames = {r["key"]: r["frames"] for r in manifest}
     for feature in ("vocals", "speech", "audio_embed", "transcript", "emotion_text", "emotion_speech", "valence_arousal", "caption"):

@@ -4,7 +4,7 @@ A feature is a module ``pipeline/features/<feature>.py`` defining
 
 * ``Params``: a frozen dataclass, the ``features.<feature>`` section of params.yaml (it may use
   the common keys of :class:`FeatureParams`: ``enabled``, ``batch_size``, ``cpus``, ``gpus``);
-* ``WEIGHTS``: the :class:`~pipeline.weights.ModelSpec` of every model it loads;
+* ``WEIGHTS``: the :class:`~core.weights.ModelSpec` of every model it loads;
 * ``Extractor``: a subclass of :class:`Extractor`.
 
 An extractor gets clips whose ``files`` hold the clip's ``mp4`` and ``wav`` (and the files of the
@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar, Iterable
 
-from pipeline import weights as weights_mod
+from core import weights as weights_mod
 from pipeline.steps import Resources, Step
 
 
@@ -64,7 +64,7 @@ class Extractor(Step):
 
     def provenance(self) -> dict[str, Any]:
         """What every sidecar json of this feature records about how it was computed."""
-        from pipeline import params as params_mod
+        from core import params as params_mod
 
         return {
             "feature": self.name, "version": self.version, "params": params_mod.as_dict(self.params),

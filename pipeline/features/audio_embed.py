@@ -23,10 +23,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.clip import Clip
+from core.clip import Clip
+from core.shards import Member
+from core.weights import ModelSpec
 from pipeline.features import FeatureParams, torch_device
 from pipeline.features._audio import TrackExtractor, read_mono
-from pipeline.weights import ModelSpec
 
 SAMPLE_RATE = 16000
 
@@ -51,6 +52,11 @@ WEIGHTS = (ModelSpec(
     make_tiny=make_tiny_wav2vec2, repo_id="facebook/wav2vec2-base-960h", revision="",  # pin the revision you fetch (fetch writes it to the manifest)
     licence="Apache-2.0",
 ),)
+
+
+#: the sidecar members this feature writes (besides the json), written to members.json by extract
+MEMBERS = (Member("npy", "float16", ("frames", "layers", "hidden"), "wav2vec2 hidden states, one vector per 25 fps frame",
+                  sample="audio_embed", window="audio"),)
 
 
 @dataclass(frozen=True)

@@ -41,16 +41,26 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from pipeline.clip import Clip, Drop
+from core.clip import Clip, Drop
+from core.shards import Member
+from core.tiny import bytes_to_unicode, write_bpe
+from core.weights import ModelSpec
 from pipeline.features import Extractor as _Extractor
 from pipeline.features import FeatureParams, torch_device
 from pipeline.features.caption_backends import GenerationSettings, make_backend
-from pipeline.weights import ModelSpec
 
 DEFAULT_PROMPT = ("Describe the person in this video in one paragraph: their appearance attributes (hair, face, "
                   "clothing, accessories such as glasses or earrings) and their actions (head movements, "
                   "expressions, mouth and eye movements).")
 CLIP_TOKENS = 77  # the SD 1.5 text encoder's context length
+
+
+#: the sidecar members this feature writes (besides the json), written to members.json by extract
+MEMBERS = (
+    Member("text_states.npy", "float16", (CLIP_TOKENS, "text_dim"), "SD 1.5 CLIP text encoder last hidden states of the caption",
+           sample="text_states", window="clip"),
+    Member("sentence.npy", "float32", ("sentence_dim",), "L2-normalised all-MiniLM-L6-v2 sentence embedding of the caption"),
+)
 
 
 @dataclass(frozen=True)
@@ -90,17 +100,21 @@ def make_tiny_vlm(folder: Path, seed: int) -> None:
     from a ``vocab.json`` and ``merges.txt`` written here) and a ChatML chat template.
     """
     import torch
-    from transformers import (AutoTokenizer, CLIPImageProcessor, CLIPVisionConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor, Qwen2Config)
+    from transformers import (
+        AutoTokenizer,
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        Qwen2Config,
+    )
 
-    from model.tiny_sd import _bytes_to_unicode
-
-    symbols = list(_bytes_to_unicode().values())
+    symbols = list(bytes_to_unicode().values())
     vocab = {tok: i for i, tok in enumerate(symbols + [a + b for a, b in _TINY_MERGES])}
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp)
-        (src / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-        (src / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in _TINY_MERGES), encoding="utf-8")
+        write_bpe(src, vocab, _TINY_MERGES)
         (src / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "Qwen2Tokenizer"}))
         tokenizer = AutoTokenizer.from_pretrained(str(src))
     tokenizer.add_tokens(list(TINY_SPECIALS), special_tokens=True)
@@ -139,7 +153,7 @@ def vlm_spec(params: Params) -> ModelSpec:
 
 
 def _sd15_spec() -> ModelSpec:
-    from model.sd15 import weights_spec
+    from core.sd15 import weights_spec
 
     return weights_spec()
 
@@ -223,7 +237,7 @@ class Extractor(_Extractor):
         from sentence_transformers import SentenceTransformer
         from transformers import CLIPTextModel, CLIPTokenizer
 
-        from pipeline import weights as weights_mod
+        from core import weights as weights_mod
 
         p: Params = self.params
         self.torch = torch

@@ -31,11 +31,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.clip import Clip
+from core.clip import Clip
+from core.shards import Member
+from core.weights import ModelSpec
 from pipeline.features import torch_device
 from pipeline.features._audio import WindowExtractor, WindowParams
 from pipeline.features._segments import clip_segments
-from pipeline.weights import ModelSpec
 
 SAMPLE_RATE = 16000
 #: the classes of superb/hubert-large-superb-er, in its config's id order
@@ -46,7 +47,11 @@ def make_tiny_hubert_er(folder: Path, seed: int) -> None:
     """A tiny ``HubertForSequenceClassification`` (layer-norm feature encoder as in HuBERT-large,
     the real label set), saved as the published folder is (config + ``pytorch_model.bin``)."""
     import torch
-    from transformers import HubertConfig, HubertForSequenceClassification, Wav2Vec2FeatureExtractor
+    from transformers import (
+        HubertConfig,
+        HubertForSequenceClassification,
+        Wav2Vec2FeatureExtractor,
+    )
 
     torch.manual_seed(seed)
     config = HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
@@ -65,6 +70,15 @@ WEIGHTS = (ModelSpec(
     make_tiny=make_tiny_hubert_er, repo_id="superb/hubert-large-superb-er", revision="",  # pin the revision you fetch
     licence="Apache-2.0",
 ),)
+
+
+#: the sidecar members this feature writes (besides the json), written to members.json by extract
+MEMBERS = (
+    Member("probs.npy", "float32", ("segments", "classes"), "speech-emotion probabilities per 50%-overlap window"),
+    Member("embed.npy", "float16", ("segments", "hidden"), "pooled SER hidden state per window"),
+    Member("frames.npy", "float32", ("frames", "classes"), "per-frame probabilities (mean of the windows covering the frame)",
+           sample="speech_emotion", window="mean"),
+)
 
 
 @dataclass(frozen=True)

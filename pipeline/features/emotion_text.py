@@ -29,12 +29,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.clip import Clip
+from core.clip import Clip
+from core.shards import Member
+from core.tiny import byte_level_vocab, write_bpe
+from core.weights import ModelSpec
 from pipeline.features import Extractor as _Extractor
 from pipeline.features import FeatureParams, torch_device
 from pipeline.features._segments import frame_values
-from pipeline.features.transcript import byte_level_vocab, write_byte_bpe
-from pipeline.weights import ModelSpec
 
 #: the classes of emotion-english-distilroberta-base, in its config's id order
 CLASSES = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
@@ -44,14 +45,18 @@ def make_tiny_roberta_classifier(folder: Path, seed: int) -> None:
     """A tiny ``RobertaForSequenceClassification`` with the real label set and a byte-level BPE
     tokenizer (``vocab.json`` + ``merges.txt``), saved as the published folder is."""
     import torch
-    from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
+    from transformers import (
+        AutoTokenizer,
+        RobertaConfig,
+        RobertaForSequenceClassification,
+    )
 
     specials = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
     vocab = {**specials, **{sym: i + len(specials) for sym, i in byte_level_vocab().items()}}
     vocab["<mask>"] = len(vocab)
-    write_byte_bpe(folder, vocab, {"tokenizer_class": "RobertaTokenizer", "model_max_length": 512, "bos_token": "<s>",
+    write_bpe(folder, vocab, tokenizer_config={"tokenizer_class": "RobertaTokenizer", "model_max_length": 512, "bos_token": "<s>",
                                    "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>", "unk_token": "<unk>",
-                                   "pad_token": "<pad>", "mask_token": "<mask>", "add_prefix_space": False})
+                                   "pad_token": "<pad>", "mask_token": "<mask>", "add_prefix_space": False}, final_newline=True)
     AutoTokenizer.from_pretrained(folder)  # the folder must load as written
     torch.manual_seed(seed)
     config = RobertaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -70,6 +75,11 @@ WEIGHTS = (ModelSpec(
     revision="",  # pin the revision you fetch (fetch writes it to the manifest)
     licence="see the model card (cite Hartmann 2022)",
 ),)
+
+
+#: the sidecar members this feature writes (besides the json), written to members.json by extract
+MEMBERS = (Member("frames.npy", "float32", ("frames", "classes"), "per-frame text-emotion probabilities of the transcript",
+                  sample="text_emotion", window="mean"),)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from pipeline.clip import Clip
+from core.clip import Clip
+from core.shards import Member
 from pipeline.features import Extractor as _Extractor
 from pipeline.features import FeatureParams
 from pipeline.features._audio import audio_source, read_mono
@@ -34,6 +35,10 @@ SAMPLE_RATE = 16000
 #: the reason code ``select`` gives a clip whose ``speech_ratio`` is below its threshold
 REASON = "no_speech"
 WINDOW = 512
+
+
+#: the sidecar members this feature writes (besides the json), written to members.json by extract
+MEMBERS: tuple[Member, ...] = ()  # values only (segments, ratio) in the json
 
 
 @dataclass(frozen=True)

@@ -22,17 +22,18 @@ batch-mates beyond float noise.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.clip import Clip
+from core.clip import Clip
+from core.shards import Member
+from core.tiny import byte_level_vocab, write_bpe
+from core.weights import ModelSpec
 from pipeline.features import FeatureParams, torch_device
 from pipeline.features._audio import TrackExtractor, read_mono
-from pipeline.weights import ModelSpec
 
 SAMPLE_RATE = 16000
 CHUNK_S = 30  # Whisper's input window
@@ -41,26 +42,17 @@ TIME_PRECISION = 0.02  # seconds per timestamp token
 TINY_LANGUAGES = ("en", "de", "fr", "es")
 
 
-def byte_level_vocab() -> dict[str, int]:
-    """The 256 byte symbols of GPT-2-style byte-level BPE, in byte order (ids 0..255)."""
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    table = bytes_to_unicode()
-    return {table[b]: b for b in range(256)}
-
-
-def write_byte_bpe(folder: Path, vocab: dict[str, int], tokenizer_config: dict[str, Any]) -> None:
-    """``vocab.json`` + ``merges.txt`` (no merges: every byte is a token) + ``tokenizer_config.json``."""
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False) + "\n", encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n", encoding="utf-8")
-
-
 def make_tiny_whisper(folder: Path, seed: int) -> None:
     """A tiny ``WhisperForConditionalGeneration`` with the real token layout (byte BPE, then the
     special tokens, ``<|notimestamps|>``, then 1501 timestamp tokens) and its processor files."""
     import torch
-    from transformers import GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizer
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperTokenizer,
+    )
 
     vocab = byte_level_vocab()
     specials = ["<|endoftext|>", "<|startoftranscript|>", *[f"<|{c}|>" for c in TINY_LANGUAGES], "<|translate|>", "<|transcribe|>",
@@ -73,9 +65,9 @@ def make_tiny_whisper(folder: Path, seed: int) -> None:
     ids = {v["content"]: int(k) for k, v in added.items()}
     src = folder / "tokenizer-src"
     src.mkdir()
-    write_byte_bpe(src, vocab, {"tokenizer_class": "WhisperTokenizer", "model_max_length": 1024, "added_tokens_decoder": added,
+    write_bpe(src, vocab, tokenizer_config={"tokenizer_class": "WhisperTokenizer", "model_max_length": 1024, "added_tokens_decoder": added,
                                 "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
-                                "pad_token": "<|endoftext|>", "additional_special_tokens": specials[1:]})
+                                "pad_token": "<|endoftext|>", "additional_special_tokens": specials[1:]}, final_newline=True)
     tokenizer = WhisperTokenizer.from_pretrained(src)
     vocab_size = len(vocab) + len(added)
     eot = ids["<|endoftext|>"]
@@ -108,6 +100,10 @@ WEIGHTS = (ModelSpec(
     make_tiny=make_tiny_whisper, repo_id="openai/whisper-large-v3", revision="",  # pin the revision you fetch (fetch writes it to the manifest)
     licence="MIT",
 ),)
+
+
+#: the sidecar members this feature writes (besides the json), written to members.json by extract
+MEMBERS: tuple[Member, ...] = ()  # values only (text, language, segments) in the json
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,19 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
-from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model, Wav2Vec2PreTrainedModel
+from transformers import (
+    Wav2Vec2Config,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2Model,
+    Wav2Vec2PreTrainedModel,
+)
 
-from pipeline.clip import Clip
+from core.clip import Clip
+from core.shards import Member
+from core.weights import ModelSpec
 from pipeline.features import torch_device
 from pipeline.features._audio import WindowExtractor, WindowParams
 from pipeline.features._segments import clip_segments
-from pipeline.weights import ModelSpec
 
 SAMPLE_RATE = 16000
 #: the order of the feature's outputs (the model's own order is its config.id2label)
@@ -108,6 +114,14 @@ WEIGHTS = (ModelSpec(
     revision="",  # pin the revision you fetch (fetch writes it to the manifest)
     licence="CC-BY-NC-SA-4.0",
 ),)
+
+
+#: the sidecar members this feature writes (besides the json), written to members.json by extract
+MEMBERS = (
+    Member("segments.npy", "float32", ("segments", 3), "valence, arousal, dominance per 50%-overlap window"),
+    Member("frames.npy", "float32", ("frames", 3), "per-frame valence, arousal, dominance",
+           sample="valence_arousal", window="frames", columns=2),
+)
 
 
 @dataclass(frozen=True)

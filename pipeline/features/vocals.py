@@ -31,11 +31,12 @@ from typing import Any, Sequence
 import numpy as np
 import soundfile as sf
 
-from pipeline.clip import Clip
+from core.clip import Clip
+from core.shards import Member
+from core.weights import ModelSpec
 from pipeline.features import Extractor as _Extractor
 from pipeline.features import FeatureParams, torch_device
 from pipeline.features._audio import VOCALS_FILE, read_mono, resample, rms_dbfs
-from pipeline.weights import ModelSpec
 
 SOURCES = ("drums", "bass", "other", "vocals")
 #: the reason code ``select`` gives a clip whose ``vocals_music_ratio`` is above its threshold
@@ -64,6 +65,10 @@ WEIGHTS = (ModelSpec(
     # into weights/paper/htdemucs/ (demucs checks the sha256 prefix in the file name when loading).
     make_tiny=make_tiny_htdemucs, repo_id="", revision="955717e8-8726e21a", licence="MIT",
 ),)
+
+
+#: the sidecar members this feature writes (besides the json), written to members.json by extract
+MEMBERS = (Member("vocals.wav", doc="the vocals track, 16 kHz mono PCM"),)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Sequence, Union
 
-from pipeline import params as params_mod
-from pipeline.clip import Clip, Drop
+from core import params as params_mod
+from core.clip import Clip, Drop
 
 StepOutput = Union[Clip, list[Clip], Drop]
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.clip import NO_AUDIO, UNREADABLE, Clip, Drop
-from pipeline.media import MediaError, decode_audio
+from core.clip import NO_AUDIO, UNREADABLE, Clip, Drop
+from core.media import MediaError, decode_audio
 from pipeline.steps import Resources, Step
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from pipeline.clip import Clip
-from pipeline.media import BITEXACT, MediaError, clip_frames, ffprobe, run_ffmpeg
+from core.clip import Clip
+from core.media import BITEXACT, MediaError, clip_frames, ffprobe, run_ffmpeg
 from pipeline.steps import Resources, Step
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.clip import Clip, Drop
+from core.clip import Clip, Drop
 from pipeline.steps import Resources, Step
 
 NO_FACE = "no_face"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.clip import NO_AUDIO, NO_VIDEO, UNREADABLE, Clip, Drop
-from pipeline.media import MediaError, ffprobe_with_packets, parse_rate
+from core.clip import NO_AUDIO, NO_VIDEO, UNREADABLE, Clip, Drop
+from core.media import MediaError, ffprobe_with_packets, parse_rate
 from pipeline.steps import Resources, Step
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.clip import TOO_SHORT, Clip, Drop, clip_key
+from core.clip import TOO_SHORT, Clip, Drop, clip_key
 from pipeline.steps import Resources, Step
 
 

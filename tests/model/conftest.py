@@ -13,7 +13,7 @@ def _threads():
 
 @pytest.fixture(scope="session")
 def sd15_dir(tmp_path_factory):
-    from model.tiny_sd import write_tiny_sd15
+    from core.tiny_sd import write_tiny_sd15
 
     return write_tiny_sd15(tmp_path_factory.mktemp("sd15-tiny"), seed=0)
 

@@ -18,8 +18,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from model.data import ClipWindows, DataParams, LoaderState, MissingFeatureError, model_pixels, stage2_indices, to_tensor
-from pipeline.clip import Clip, canonical_json
-from pipeline.shards import ShardParams, write_clip_shards, write_sidecars
+from core.clip import Clip, canonical_json
+from core.shards import ShardParams, write_clip_shards, write_sidecars
 
 SIDE = 32
 FRAMES = {"c0": 14, "c1": 15, "c2": 40, "c3": 60, "c4": 33, "c5": 50, "c6": 20}

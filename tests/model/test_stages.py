@@ -9,7 +9,7 @@ from model.a2m import A2M
 from model.audio_proj import AudioProjection
 from model.emotion_embed import EmotionEmbedding
 from model.losses import a2m_vae_loss, diffusion_loss
-from model.sd15 import load_sd15
+from model.builder import load_sd15
 from model.stages import set_stage
 
 from .tiny import A2M_KWARGS, AUDIO_PROJ_KWARGS, EMOTION_KWARGS, UNET_KWARGS, M, randn, seeded, wake_zero_outputs

@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from model.sd15 import verify_sd15_folder
-from model.tiny_sd import write_tiny_sd15
+from core.sd15 import verify_sd15_folder
+from core.tiny_sd import write_tiny_sd15
 
 
 def _digest(path) -> str:

@@ -167,7 +167,7 @@ def test_save_load_round_trip(tmp_path, unet, inputs):
 
 @torch.no_grad()
 def test_determinism(inputs, sd15_dir):
-    from model.sd15 import backbone_config
+    from core.sd15 import backbone_config
     from diffusers import UNet2DConditionModel
 
     backbone = backbone_config(UNet2DConditionModel.load_config(str(sd15_dir / "unet")))

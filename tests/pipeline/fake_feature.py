@@ -13,7 +13,8 @@ import numpy as np
 import soundfile as sf
 
 from pipeline.features import Extractor, FeatureParams
-from pipeline.weights import ModelSpec
+from core.shards import Member
+from core.weights import ModelSpec
 
 
 def make_tiny_wav2vec2(folder: Path, seed: int) -> None:
@@ -29,6 +30,7 @@ def make_tiny_wav2vec2(folder: Path, seed: int) -> None:
 
 WEIGHTS = (ModelSpec("fake_wav2vec2", files=("config.json", "model.safetensors"), make_tiny=make_tiny_wav2vec2,
                      repo_id="example/wav2vec2", revision="0" * 40, licence="test"),)
+MEMBERS = (Member("npy", "float16", ("hidden",), "mean wav2vec2 state of the clip"),)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from pipeline.cache import Cache
-from pipeline.clip import Clip, Drop
+from core.clip import Clip, Drop
 from pipeline.runner import Runner, RunnerParams
 from pipeline.steps import Step
 

@@ -3,7 +3,7 @@ import os
 import pytest
 
 from pipeline.cache import Cache
-from pipeline.clip import Clip, Drop
+from core.clip import Clip, Drop
 
 
 def clip(key="k", source="/x/a.mp4", **kw):

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import extract, ingest, weights
-from pipeline.shards import iter_samples, read_manifest, read_rejects
-from pipeline.weights import ModelSpec, WeightsError, WeightsParams
+from core import weights
+from pipeline import extract, ingest
+from pipeline import weights as weights_stage
+from core.shards import iter_samples, read_manifest, read_rejects
+from core.weights import ModelSpec, WeightsError, WeightsParams
 from tests.conftest import make_media
 from tests.pipeline import fake_feature
 
@@ -76,11 +78,11 @@ def test_a_failing_generator_leaves_no_folder(tmp_path):
 
 def test_weights_build_writes_a_manifest_of_configured_models(project):
     data = yaml.safe_load((project / "params.yaml").read_text())
-    manifest = weights.build(data, WeightsParams(profile="tiny", dir="weights"), project)
+    manifest = weights_stage.build(data, WeightsParams(profile="tiny", dir="weights"), project)
     backbone, entry = manifest["models"]
     assert backbone["name"] == "stable-diffusion-v1-5" and backbone["tiny"]
     assert entry["name"] == "fake_wav2vec2" and entry["tiny"] and len(entry["sha256"]) == 64
-    from model.sd15 import verify_sd15_folder
+    from core.sd15 import verify_sd15_folder
 
     verify_sd15_folder(project / backbone["path"])  # the network's own loader accepts the generated folder
     assert json.loads((project / "weights" / "tiny" / "manifest.json").read_text()) == manifest

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pipeline import ingest
-from pipeline.shards import iter_samples, read_manifest, read_rejects
+from core.shards import iter_samples, read_manifest, read_rejects
 from tests.conftest import make_media
 
 PARAMS = {
@@ -171,7 +171,7 @@ def test_a_killed_run_resumes_and_writes_the_same_shards(first, tmp_path):
 
 def test_unknown_dataset_and_bad_raw_dir_are_clear_errors(tmp_path):
     from pipeline.datasets import DatasetError
-    from pipeline.params import ParamsError
+    from core.params import ParamsError
 
     params = write_params(tmp_path)
     with pytest.raises(ParamsError, match="missing section 'datasets.nope'"):

@@ -3,8 +3,8 @@ from typing import Literal
 
 import pytest
 
-from pipeline import params
-from pipeline.params import ParamsError
+from core import params
+from core.params import ParamsError
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ def test_repository_params_file_loads_every_section():
     from pipeline.ingest import IngestSteps
     from pipeline.report import ReportParams
     from pipeline.runner import RunnerParams
-    from pipeline.shards import ShardParams
-    from pipeline.weights import WeightsParams
+    from core.shards import ShardParams
+    from core.weights import WeightsParams
 
     p = Path(__file__).resolve().parents[2] / "params.yaml"
     for cls, sec in [(IngestSteps, "steps"), (RunnerParams, "runner"), (CacheParams, "cache"), (ShardParams, "shards"),

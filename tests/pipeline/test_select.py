@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from pipeline import select
-from pipeline.params import ParamsError
+from core.params import ParamsError
 from pipeline.report import _select_markdown
-from pipeline.shards import write_sidecars
+from core.shards import write_sidecars
 
 
 def _clip_rows(dataset, n_speakers, clips_per_speaker):

@@ -3,8 +3,8 @@ import tarfile
 
 import pytest
 
-from pipeline.clip import Clip
-from pipeline.shards import AtomicDir, Reject, ShardParams, iter_samples, read_manifest, read_rejects, write_clip_shards, write_sidecars
+from core.clip import Clip
+from core.shards import AtomicDir, Reject, ShardParams, iter_samples, read_manifest, read_rejects, write_clip_shards, write_sidecars
 
 
 def clip(tmp_path, key, size):

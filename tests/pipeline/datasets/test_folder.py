@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import datasets
 from pipeline.datasets import DatasetError, DatasetParams, folder
-from pipeline.params import ParamsError
+from core.params import ParamsError
 
 
 def touch(root: Path, *rels: str) -> None:

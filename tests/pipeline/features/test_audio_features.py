@@ -11,11 +11,12 @@ import pytest
 import soundfile as sf
 import yaml
 
-from pipeline import extract, report, weights
-from pipeline.clip import Clip
+from core import weights
+from pipeline import extract, report
+from core.clip import Clip
 from pipeline.features import audio_embed, speech, vocals
-from pipeline.shards import ShardParams, iter_samples, read_manifest, write_clip_shards
-from pipeline.weights import WeightsError, WeightsParams
+from core.shards import ShardParams, iter_samples, read_manifest, write_clip_shards
+from core.weights import WeightsError, WeightsParams
 from tests.conftest import make_media
 
 

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import extract, weights
-from pipeline.clip import Clip, Drop
+from core import weights
+from pipeline import extract
+from core.clip import Clip, Drop
 from pipeline.features import caption
 from pipeline.features.caption_backends import CaptionBackendError, GenerationSettings, make_backend
-from pipeline.shards import iter_samples
-from pipeline.weights import WeightsError, WeightsParams
+from core.shards import iter_samples
+from core.weights import WeightsError, WeightsParams
 from tests.pipeline.features.test_audio_features import _aligned, make_clip_shards
 
 PROMPT = "Describe the person's appearance and actions."
@@ -140,7 +141,7 @@ def _fake_videollama2(calls):
 def test_videollama2_backend_drives_the_package_api(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setitem(sys.modules, "videollama2", _fake_videollama2(calls))
-    from model.tiny_sd import write_tiny_sd15
+    from core.tiny_sd import write_tiny_sd15
 
     wdir = tmp_path / "w"
     vl = wdir / "paper" / "VideoLLaMA2-7B"

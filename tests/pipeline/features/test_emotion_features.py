@@ -10,12 +10,13 @@ import pytest
 import torch
 import yaml
 
-from pipeline import extract, weights
-from pipeline.clip import Clip
+from core import weights
+from pipeline import extract
+from core.clip import Clip
 from pipeline.features import emotion_speech, emotion_text, transcript, valence_arousal
 from pipeline.features._segments import frame_values, overlap_windows, segment_times
-from pipeline.shards import iter_samples
-from pipeline.weights import WeightsParams
+from core.shards import iter_samples
+from core.weights import WeightsParams
 from tests.pipeline.features.test_audio_features import make_clip_shards
 
 SR = 16000

@@ -1,21 +1,18 @@
 """Stable Diffusion 1.5 folders: layout, verification, paper-scale configurations, loading.
 
-A diffusers SD 1.5 folder (``stable-diffusion-v1-5`` or the tiny stand-in of ``model.tiny_sd``)::
+A diffusers SD 1.5 folder (``stable-diffusion-v1-5`` or the tiny stand-in of ``core.tiny_sd``)::
 
     unet/          config.json + diffusion_pytorch_model.safetensors (or .bin)
     vae/           config.json + diffusion_pytorch_model.safetensors (or .bin)
     text_encoder/  config.json + model.safetensors (or pytorch_model.bin)
     tokenizer/     vocab.json + merges.txt, or tokenizer.json
 
-``load_sd15`` builds every SynchroRaMa component that starts from SD 1.5 (paper section 4: "both
-networks are initialized with weights from the original Stable Diffusion model"): the 4-attention
-DenoisingUNet and the ReferenceNet from ``unet/``, and the frozen VAE, CLIP text encoder and
-tokenizer as they are. The base UNet is read once.
+The layout and its verification live here, below both ``pipeline`` (the ``weights`` stage builds
+or verifies the folder) and ``model`` (:mod:`model.builder` loads every component from it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,48 +97,15 @@ def backbone_config(unet_config: Any) -> dict[str, Any]:
     }
 
 
-@dataclass
-class SD15Components:
-    """What ``load_sd15`` returns: the trainable backbone copies and the frozen SD 1.5 parts."""
-
-    unet: Any  # model.unet.DenoisingUNet
-    reference_net: Any  # model.reference_net.ReferenceNet
-    vae: Any  # diffusers.AutoencoderKL
-    text_encoder: Any  # transformers.CLIPTextModel
-    tokenizer: Any  # transformers.CLIPTokenizer
-
-
-def load_sd15(folder: str | Path, unet_kwargs: dict[str, Any] | None = None) -> SD15Components:
-    """Load every SD 1.5-initialised component from a local folder (never from the network).
-
-    ``unet_kwargs`` are the DenoisingUNet's own init arguments (``audio_dim``, ``emotion_dim``).
-    """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    from .reference_net import ReferenceNet
-    from .unet import DenoisingUNet
-
-    root = verify_sd15_folder(folder)
-    base = UNet2DConditionModel.from_pretrained(str(root / "unet"), local_files_only=True)
-    unet = DenoisingUNet.from_base(base, **(unet_kwargs or {}))
-    reference_net = ReferenceNet.from_base(base)
-    del base
-    vae = AutoencoderKL.from_pretrained(str(root / "vae"), local_files_only=True)
-    text_encoder = CLIPTextModel.from_pretrained(str(root / "text_encoder"), local_files_only=True)
-    tokenizer = CLIPTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True)
-    return SD15Components(unet=unet, reference_net=reference_net, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer)
-
-
 def _write_tiny(folder: Path, seed: int) -> None:
-    from model.tiny_sd import write_tiny_sd15
+    from core.tiny_sd import write_tiny_sd15
 
     write_tiny_sd15(folder, seed=seed)
 
 
 def weights_spec() -> Any:
-    """The SD 1.5 folder as a :class:`pipeline.weights.ModelSpec` (the ``weights`` stage builds or verifies it)."""
-    from pipeline.weights import ModelSpec
+    """The SD 1.5 folder as a :class:`core.weights.ModelSpec` (the ``weights`` stage builds or verifies it)."""
+    from core.weights import ModelSpec
 
     return ModelSpec(
         name="stable-diffusion-v1-5",

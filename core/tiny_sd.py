@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from core.tiny import bytes_to_unicode, write_bpe
+
 # Small enough for CPU tests; the same block kinds as SD 1.5 (cross-attention down/up blocks, a
 # plain down/up block, a cross-attention mid block), so every code path of the real model runs.
 TINY_UNET_CONFIG: dict = {
@@ -97,26 +99,9 @@ _TINY_MERGES = [
 ]
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """The byte -> printable-character table of byte-level BPE (GPT-2 / CLIP)."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("\u00a1"), ord("\u00ac") + 1))
-        + list(range(ord("\u00ae"), ord("\u00ff") + 1))
-    )
-    byte_values, code_points = printable[:], printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in byte_values:
-            byte_values.append(b)
-            code_points.append(256 + extra)
-            extra += 1
-    return dict(zip(byte_values, (chr(c) for c in code_points)))
-
-
 def tiny_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     """The tiny CLIP BPE vocabulary (token -> id) and its merges, in CLIP's id order."""
-    symbols = list(_bytes_to_unicode().values())
+    symbols = list(bytes_to_unicode().values())
     tokens = symbols + [s + "</w>" for s in symbols] + [a + b for a, b in _TINY_MERGES] + [BOS_TOKEN, EOS_TOKEN]
     return {tok: i for i, tok in enumerate(tokens)}, list(_TINY_MERGES)
 
@@ -127,10 +112,7 @@ def _write_tokenizer(out_dir: Path, max_length: int) -> "object":
     vocab, merges = tiny_vocab_and_merges()
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp)
-        (src / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-        (src / "merges.txt").write_text(
-            "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
-        )
+        write_bpe(src, vocab, merges)
         tokenizer = CLIPTokenizer.from_pretrained(str(src), model_max_length=max_length)
         tokenizer.save_pretrained(str(out_dir))
         # Keep the two source files too: a real SD 1.5 tokenizer folder has them.

@@ -1,0 +1,478 @@
+"""The shard format, owned here and nowhere else: layout, members, writer and reader (DESIGN 3.4).
+
+Layout (:class:`ShardLayout` names every path; nothing else builds them)::
+
+    <root>/clips/<dataset>/clips-000000.tar ...    clip shards, manifest.parquet, rejects.parquet
+    <root>/features/<feature>/<dataset>/           feature sidecars: same tar names and key order,
+                                                   manifest.parquet, rejects.parquet, members.json
+    <root>/splits/{train,val,test}.jsonl           the selected clips (select), decisions.parquet
+
+Clip shards: ``shards/clips/<dataset>/clips-000000.tar`` holding ``<key>.json``, ``<key>.mp4``,
+``<key>.wav`` and any other file a step attached to the clip (``<key>.landmarks.npy``) per clip, clips sorted by key, a new shard once ``max_bytes`` is reached. Beside
+them ``manifest.parquet`` (one row per clip: key, shard, timing, format, scores) and
+``rejects.parquet`` (one row per rejected source or clip: source, key, step, reason, message).
+
+Feature sidecars: ``shards/features/<feature>/<dataset>/`` with the *same shard names and key
+order* as the clip shards (:func:`write_sidecars`), so a reader zips them by key in one pass
+(:func:`zip_sidecars`) and a new feature never rewrites the video tars. ``members.json`` holds the
+feature's declared members (:class:`Member`: name, dtype, shape, and which training-sample entry
+it fills), written by the extract stage from the extractor's declaration; the training loader
+reads it instead of keeping its own table.
+
+Shards are untrusted input (they may come from a shared remote): every shard and dataset name is
+checked before it becomes a path (:func:`safe_name`), tar members must be regular files named
+``<key>.<ext>``, and a sidecar out of step with its clip shard is an error naming both files.
+
+Tars are byte-deterministic: fixed member order, zero mtimes/uids, no user names. The whole output
+folder is built beside the target and swapped in at the end, so readers never see a half-written
+set and a killed run leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import re
+import shutil
+import tarfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.clip import Clip, canonical_json
+
+MANIFEST = "manifest.parquet"
+REJECTS = "rejects.parquet"
+MEMBERS = "members.json"
+SPLITS = ("train", "val", "test")
+
+REJECT_SCHEMA = pa.schema([
+    ("dataset", pa.string()), ("source", pa.string()), ("key", pa.string()), ("step", pa.string()),
+    ("reason", pa.string()), ("message", pa.string()),
+])
+
+
+@dataclass(frozen=True)
+class ShardParams:
+    """``shards`` section of params.yaml."""
+
+    max_bytes: int = 300_000_000  # a new tar starts once this many bytes are written
+    max_count: int = 10_000  # ... or this many clips
+    root: str = "shards"
+
+
+class ShardFormatError(ValueError):
+    """A shard set does not match the format: a bad name, member, declaration or alignment."""
+
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def safe_name(value: str, what: str) -> str:
+    """``value`` when it is a single safe path component (a dataset, feature or shard name read from
+    params, a split list or a manifest); a :class:`ShardFormatError` naming it otherwise."""
+    if not isinstance(value, str) or not _NAME.match(value) or ".." in value:
+        raise ShardFormatError(f"{what} {value!r} is not a plain name (letters, digits, '_', '-', '.'; no '/' or '..')")
+    return value
+
+
+@dataclass(frozen=True)
+class ShardLayout:
+    """Every path of the shard tree under ``root`` (``shards.root`` of params.yaml)."""
+
+    root: Path
+
+    @classmethod
+    def from_params(cls, params: "ShardParams", project: Path | str = ".") -> "ShardLayout":
+        return cls(Path(project) / params.root)
+
+    # -- clip shards --
+    @property
+    def clips_root(self) -> Path:
+        return self.root / "clips"
+
+    def clips(self, dataset: str) -> Path:
+        return self.clips_root / safe_name(dataset, "dataset")
+
+    def clip_shard(self, dataset: str, shard: str) -> Path:
+        return self.clips(dataset) / safe_name(shard, "shard")
+
+    def datasets(self) -> list[str]:
+        """Datasets with clip shards, sorted (folders being written, ``.<name>.tmp-*``, are left out)."""
+        if not self.clips_root.is_dir():
+            return []
+        return sorted(p.name for p in self.clips_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    # -- feature sidecars --
+    @property
+    def features_root(self) -> Path:
+        return self.root / "features"
+
+    def feature(self, feature: str, dataset: str) -> Path:
+        return self.features_root / safe_name(feature, "feature") / safe_name(dataset, "dataset")
+
+    def sidecar_shard(self, feature: str, dataset: str, shard: str) -> Path:
+        return self.feature(feature, dataset) / safe_name(shard, "shard")
+
+    def sidecars(self, dataset: str) -> dict[str, Path]:
+        """``{feature: folder}`` of every complete sidecar (one with a manifest) of ``dataset``, by name."""
+        safe_name(dataset, "dataset")
+        return {m.parent.parent.name: m.parent for m in sorted(self.features_root.glob(f"*/{dataset}/{MANIFEST}"))
+                if not m.parent.parent.name.startswith(".")}
+
+    # -- splits --
+    @property
+    def splits(self) -> Path:
+        return self.root / "splits"
+
+    def split(self, name: str) -> Path:
+        return self.splits / f"{safe_name(name, 'split')}.jsonl"
+
+    @property
+    def decisions(self) -> Path:
+        return self.splits / "decisions.parquet"
+
+
+# -- member declarations --------------------------------------------------------------------------
+Window = Literal["clip", "frames", "audio", "mean"]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file of a shard sample, ``<key>.<name>``, as its writer declares it.
+
+    ``shape`` lists the dimensions of an ``.npy`` member: an int is fixed, ``"frames"`` is the clip's
+    frame count, any other string a size the writer's model decides (``"layers"``, ``"classes"``).
+    ``sample`` names the training-sample entry the member fills ("" when the loader does not read
+    it) and ``window`` how the loader cuts it for a sample: ``clip`` (the whole array), ``frames``
+    (the rows of the sample's frames), ``audio`` (the rows of the sample's audio window, the frames
+    widened by the audio context), ``mean`` (the mean of the frames' rows). ``columns`` keeps the
+    first N columns (valence-arousal keeps valence and arousal of [v, a, d]).
+    """
+
+    name: str
+    dtype: str = ""
+    shape: tuple[int | str, ...] = ()
+    doc: str = ""
+    sample: str = ""
+    window: Window = "clip"
+    columns: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ShardFormatError(f"member name {self.name!r} must be a plain extension such as 'frames.npy'")
+        if self.window not in ("clip", "frames", "audio", "mean"):
+            raise ShardFormatError(f"member {self.name}: window {self.window!r} is not clip, frames, audio or mean")
+        if self.window != "clip" and (not self.shape or self.shape[0] != "frames"):
+            raise ShardFormatError(f"member {self.name}: window {self.window!r} needs a per-frame shape ('frames', ...)")
+
+    @property
+    def per_frame(self) -> bool:
+        return bool(self.shape) and self.shape[0] == "frames"
+
+    def check(self, data: bytes, frames: int | None = None, where: str = "") -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype of an ``.npy`` member's bytes, checked against the declaration (header only)."""
+        where = where or self.name
+        try:
+            stream = io.BytesIO(data)
+            version = np.lib.format.read_magic(stream)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(stream)  # the header only: no copy of the data
+        except (ValueError, OSError) as e:
+            raise ShardFormatError(f"{where}: not a readable .npy array ({e})") from None
+        if self.dtype and np.dtype(dtype) != np.dtype(self.dtype):
+            raise ShardFormatError(f"{where}: dtype {np.dtype(dtype)}, declared {self.dtype}")
+        if self.shape:
+            if len(shape) != len(self.shape):
+                raise ShardFormatError(f"{where}: shape {tuple(shape)}, declared {self.shape}")
+            for got, want in zip(shape, self.shape):
+                if (isinstance(want, int) and got != want) or (want == "frames" and frames is not None and got != frames):
+                    expected = frames if want == "frames" else want
+                    raise ShardFormatError(f"{where}: shape {tuple(shape)}, declared {self.shape} ({want} = {expected})")
+        return tuple(shape), np.dtype(dtype)
+
+
+#: What every clip shard sample holds (written by ingest; ``landmarks.npy`` only with the face steps).
+CLIP_MEMBERS = (
+    Member("json", doc="the clip record: source, timing, per-step metadata and provenance, scores, file hashes"),
+    Member("mp4", doc="25 fps H.264 face crop (512x512 by default), +faststart"),
+    Member("wav", doc="16 kHz mono PCM, loudness-normalised"),
+    Member("landmarks.npy", "float16", ("frames", 478, 3), "MediaPipe landmarks in crop pixels (NaN where no face)",
+           sample="landmarks", window="frames"),
+)
+
+
+def write_members(folder: Path, feature: str, members: Sequence[Member]) -> None:
+    body = {"format": 1, "feature": feature,
+            "members": [{**dataclasses.asdict(m), "shape": list(m.shape)} for m in members]}
+    (Path(folder) / MEMBERS).write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
+
+
+def read_members(folder: Path | str) -> tuple[Member, ...]:
+    """The members a sidecar's writer declared (``members.json``); a clear error when absent or bad."""
+    path = Path(folder) / MEMBERS
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+        return tuple(Member(**{**m, "shape": tuple(m.get("shape", ()))}) for m in body["members"])
+    except FileNotFoundError:
+        raise ShardFormatError(f"{path} not found: the sidecar was written before members were declared or is "
+                               f"incomplete; re-run its extract stage (`dvc repro extract@<feature>-<dataset>`)") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ShardFormatError(f"{path}: not a members declaration ({e}); re-run its extract stage") from None
+
+
+@dataclass(frozen=True)
+class Reject:
+    dataset: str
+    source: str
+    key: str
+    step: str
+    reason: str
+    message: str
+
+
+# -- writing --------------------------------------------------------------------------------------
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mtime, ti.mode, ti.uid, ti.gid, ti.uname, ti.gname = size, 0, 0o644, 0, 0, "", ""
+    return ti
+
+
+class _TarSet:
+    """Writes ``<prefix>-NNNNNN.tar`` files, rolling over at a size or count limit."""
+
+    def __init__(self, folder: Path, prefix: str, max_bytes: int, max_count: int):
+        self.folder, self.prefix, self.max_bytes, self.max_count = folder, prefix, max_bytes, max_count
+        self.index, self.tar, self.bytes, self.count = -1, None, 0, 0
+        self.names: list[str] = []
+
+    def _roll(self) -> None:
+        self.close()
+        self.index += 1
+        name = f"{self.prefix}-{self.index:06d}.tar"
+        self.names.append(name)
+        self.tar = tarfile.open(self.folder / name, "w", format=tarfile.GNU_FORMAT)
+        self.bytes = self.count = 0
+
+    def add(self, key: str, members: Sequence[tuple[str, bytes]], new_shard: bool | None = None) -> str:
+        """Add one sample; ``new_shard`` forces (True) or forbids (False) starting a new tar."""
+        size = sum(len(b) for _, b in members)
+        if new_shard is None:
+            new_shard = self.tar is None or (self.count > 0 and (self.bytes + size > self.max_bytes or self.count >= self.max_count))
+        if new_shard or self.tar is None:
+            self._roll()
+        for ext, data in members:
+            self.tar.addfile(_tarinfo(f"{key}.{ext}", len(data)), io.BytesIO(data))  # type: ignore[union-attr]
+        self.bytes += size
+        self.count += 1
+        return self.names[-1]
+
+    def close(self) -> None:
+        if self.tar is not None:
+            self.tar.close()
+            self.tar = None
+
+
+def clip_json(clip: Clip) -> dict[str, Any]:
+    """The ``json`` member of a clip sample: everything but local file paths."""
+    d = clip.to_json(include_files=False)
+    d["file_hashes"] = dict(sorted(clip.file_hashes.items()))
+    enc = clip.meta.get("encode", {})
+    d["fps"] = enc.get("fps")
+    d["frames"] = enc.get("frames")
+    d["sample_rate"] = enc.get("sample_rate")
+    return d
+
+
+def clip_from_json(d: dict[str, Any], files: dict[str, str], file_hashes: dict[str, str]) -> Clip:
+    """The :class:`Clip` of a clip sample's ``json`` member (:func:`clip_json`), with its media at ``files``
+    (``source`` is the path relative to the dataset's raw_dir: the absolute one is not stored)."""
+    return Clip(key=d["key"], dataset=d["dataset"], source=d["source_rel"], source_rel=d["source_rel"],
+                source_hash=d["source_hash"], start=d["start"], duration=d["duration"], meta=d["meta"],
+                scores=d["scores"], files=files, file_hashes=file_hashes)
+
+
+def manifest_row(clip: Clip, shard: str) -> dict[str, Any]:
+    enc, probe, src = clip.meta.get("encode", {}), clip.meta.get("probe", {}), clip.meta.get("source", {})
+    row = {
+        "key": clip.key, "shard": shard, "dataset": clip.dataset, "source": clip.source_rel,
+        "source_sha256": clip.source_hash, "speaker": str(src.get("speaker") or clip.source_rel),
+        "start": float(clip.start), "duration": float(clip.duration or 0.0),
+        "frames": int(enc.get("frames", 0)), "fps": int(enc.get("fps", 0)), "sample_rate": int(enc.get("sample_rate", 0)),
+        "width": int(enc.get("width", 0)), "height": int(enc.get("height", 0)),
+        "source_fps": float(probe.get("avg_fps", 0.0)), "source_sample_rate": int(probe.get("audio_sample_rate", 0)),
+        "source_meta": canonical_json(src),
+        "status": "ok",
+    }
+    for name, value in sorted(clip.scores.items()):
+        row[f"score_{name}"] = float(value)
+    return row
+
+
+class AtomicDir:
+    """Build a folder beside ``target`` and swap it in on success (context manager)."""
+
+    def __init__(self, target: Path):
+        self.target = Path(target)
+        self.tmp = self.target.parent / f".{self.target.name}.tmp-{uuid.uuid4().hex[:8]}"
+
+    def __enter__(self) -> Path:
+        self.tmp.mkdir(parents=True)
+        return self.tmp
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = self.target.parent / f".{self.target.name}.old-{uuid.uuid4().hex[:8]}"
+        if self.target.exists():
+            os.rename(self.target, old)
+        os.rename(self.tmp, self.target)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_clip_shards(folder: Path, clips: Iterable[Clip], rejects: Iterable[Reject], params: ShardParams) -> pa.Table:
+    """Write the clip shards, manifest and rejects of one dataset into ``folder`` (replaced atomically)."""
+    clips = sorted(clips, key=lambda c: c.key)
+    keys = [c.key for c in clips]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"duplicate clip key {dup}: two sources map to the same key")
+    rows = []
+    with AtomicDir(folder) as tmp:
+        tars = _TarSet(tmp, "clips", params.max_bytes, params.max_count)
+        for clip in clips:
+            members = [
+                ("json", canonical_json(clip_json(clip)).encode()),
+                ("mp4", Path(clip.files["mp4"]).read_bytes()),
+                ("wav", Path(clip.files["wav"]).read_bytes()),
+            ]
+            # Any other file a step attached (e.g. "landmarks.npy") goes in as <key>.<name>, in name order.
+            members += [(name, Path(path).read_bytes()) for name, path in sorted(clip.files.items()) if name not in ("mp4", "wav")]
+            rows.append(manifest_row(clip, tars.add(clip.key, members)))
+        tars.close()
+        table = _table(rows)
+        pq.write_table(table, tmp / MANIFEST)
+        _write_rejects(tmp / REJECTS, rejects)
+    return table
+
+
+def _write_rejects(path: Path, rejects: Iterable[Reject]) -> None:
+    rows = sorted((dict(r.__dict__) for r in rejects), key=lambda r: (r["source"], r["key"], r["step"]))
+    pq.write_table(pa.Table.from_pylist(rows, schema=REJECT_SCHEMA), path)
+
+
+def _table(rows: list[dict[str, Any]]) -> pa.Table:
+    if not rows:
+        return pa.table({"key": pa.array([], pa.string()), "shard": pa.array([], pa.string())})
+    base = list(dict.fromkeys(k for r in rows for k in r if not k.startswith("score_")))
+    scores = sorted({k for r in rows for k in r if k.startswith("score_")})
+    return pa.Table.from_pylist([{c: r.get(c) for c in base + scores} for r in rows])
+
+
+def write_sidecars(folder: Path, clip_dir: Path, samples: dict[str, Sequence[tuple[str, bytes]]],
+                   extra_rows: dict[str, dict[str, Any]] | None = None, rejects: Iterable[Reject] = (),
+                   members: Sequence[Member] = (), feature: str = "") -> pa.Table:
+    """Write a feature's sidecar shards aligned with the clip shards in ``clip_dir``.
+
+    ``samples[key]`` holds the members (``(ext, bytes)``) of each clip; every clip of the clip
+    manifest must be present. Each sidecar tar has the same name and key order as its clip tar.
+    ``members`` (the feature's declaration, besides ``json``) goes to ``members.json``.
+    """
+    manifest = pq.read_table(clip_dir / MANIFEST).to_pylist()
+    missing = [r["key"] for r in manifest if r["key"] not in samples]
+    if missing:
+        raise KeyError(f"sidecar for {folder} lacks {len(missing)} clip(s) of {clip_dir}, e.g. {missing[0]}")
+    rows = []
+    with AtomicDir(folder) as tmp:
+        tars = _TarSet(tmp, "clips", 1 << 62, 1 << 62)
+        current = None
+        for r in manifest:
+            tars.add(r["key"], samples[r["key"]], new_shard=r["shard"] != current)
+            current = r["shard"]
+            rows.append({"key": r["key"], "shard": r["shard"], **(extra_rows or {}).get(r["key"], {})})
+        tars.close()
+        table = _table(rows)
+        pq.write_table(table, tmp / MANIFEST)
+        _write_rejects(tmp / REJECTS, rejects)
+        write_members(tmp, feature or Path(folder).parent.name, members)
+    return table
+
+
+# -- reading --------------------------------------------------------------------------------------
+def read_manifest(folder: Path) -> pa.Table:
+    return pq.read_table(Path(folder) / MANIFEST)
+
+
+def read_rejects(folder: Path) -> pa.Table:
+    return pq.read_table(Path(folder) / REJECTS)
+
+
+def read_tar(path: Path | str, keep: Callable[[str], bool] | None = None) -> Iterator[dict[str, Any]]:
+    """Samples of one tar in order, streamed: ``{"__key__", "__shard__", "<ext>": bytes, ...}``.
+
+    ``keep(ext)`` selects the members whose bytes are read (the others are skipped). Every member must
+    be a regular file named ``<key>.<ext>`` and a key's members must be consecutive.
+    """
+    path = Path(path)
+    seen: set[str] = set()
+    with open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        sample: dict[str, Any] = {}
+        for member in tar:
+            if not member.isfile() or "/" in member.name or "." not in member.name:
+                raise ShardFormatError(f"{path}: member {member.name!r} is not a regular file named <key>.<ext>")
+            key, ext = member.name.split(".", 1)
+            if sample and sample["__key__"] != key:
+                yield sample
+                sample = {}
+            if not sample:
+                if key in seen:
+                    raise ShardFormatError(f"{path}: the members of {key} are not consecutive")
+                seen.add(key)
+                sample = {"__key__": key, "__shard__": path.name}
+            if keep is None or keep(ext):
+                sample[ext] = tar.extractfile(member).read()  # type: ignore[union-attr]
+        if sample:
+            yield sample
+
+
+def iter_samples(folder: Path | str) -> Iterator[dict[str, Any]]:
+    """Samples of a shard set (all its tars, in name order)."""
+    for tar_path in sorted(Path(folder).glob("*.tar")):
+        yield from read_tar(tar_path)
+
+
+def zip_sidecars(clip_tar: Path, sidecars: dict[str, Path], keep: Callable[[str], bool] | None = None,
+                 keep_sidecar: Callable[[str, str], bool] | None = None) -> Iterator[dict[str, Any]]:
+    """The samples of one clip tar, each with ``sample[<feature>]`` = that feature's sidecar sample.
+
+    ``sidecars`` maps a feature to the sidecar tar of the same name; they are streamed alongside (one
+    pass over each file). ``keep(ext)`` / ``keep_sidecar(feature, ext)`` select the members read. A
+    missing or misaligned sidecar is a :class:`ShardFormatError` naming both files and the fix.
+    """
+    for feature, path in sidecars.items():
+        if not Path(path).is_file():
+            raise ShardFormatError(f"{path} not found: the {feature} sidecar lacks {Path(clip_tar).name} "
+                                   f"(re-run `dvc repro extract@{feature}-{Path(clip_tar).parent.name}`)")
+    streams = {f: read_tar(p, (lambda ext, f=f: keep_sidecar(f, ext)) if keep_sidecar else None) for f, p in sidecars.items()}
+    for sample in read_tar(clip_tar, keep):
+        key = sample["__key__"]
+        for feature, stream in streams.items():
+            side = next(stream, None)
+            if side is None or side["__key__"] != key:
+                raise ShardFormatError(f"{sidecars[feature]}: expected {key}, found {side and side['__key__']}: the {feature} "
+                                       f"sidecar is not aligned with {clip_tar} (re-run `dvc repro extract@{feature}-"
+                                       f"{Path(clip_tar).parent.name}`)")
+            sample[feature] = side
+        yield sample
+
+
+def load_json(data: bytes) -> dict[str, Any]:
+    return json.loads(data)
