@@ -29,8 +29,8 @@ from bench.common import finish, log, temp_folder
 
 
 def make_clips(folder: Path, n: int):
-    from pipeline.clip import Clip
-    from pipeline.sample import render_talking_clip
+    from core.clip import Clip
+    from pipeline.demo_data.render import render_talking_clip
 
     lengths = [3.0, 4.0, 5.0, 3.6]
     clips = []
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     import torch
 
     from pipeline.features import caption
-    from pipeline.weights import WeightsParams
+    from core.weights import WeightsParams
 
     torch.set_num_threads(args.threads)
     base = caption.Params(frames=args.frames, max_new_tokens=args.max_new_tokens, batch_size=args.batch,

@@ -88,7 +88,7 @@ def varied_specs(n: int, seconds: Sequence[float], size: int, prefix: str = "cli
 
 
 def _render_one(spec: ClipSpec, folder: str) -> dict[str, Any]:
-    from pipeline.sample import render_talking_clip
+    from pipeline.demo_data.render import render_talking_clip
 
     return render_talking_clip(Path(folder) / spec.name, spec.seconds, fps=spec.fps, sample_rate=spec.sample_rate,
                                channels=spec.channels, seed=spec.seed, size=spec.size, speaker=spec.speaker)
@@ -206,23 +206,25 @@ def step_summary(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def ray_startup_seconds(num_cpus: int, tmp: Path) -> dict[str, float]:
-    """Seconds for ``ray.init`` + a first actor call + ``ray.shutdown``, as the runner does it, in a fresh process."""
+    """Seconds for ``ray.init`` + a first actor call + ``ray.shutdown``, through the runner's Ray
+    backend (``pipeline.runner.ray_backend``) as a stage does it, in a fresh process."""
     code = r"""
-import json, logging, os, sys, time
+import json, sys, time
+from pipeline.cache import Cache
+from pipeline.runner import RunnerParams
+from pipeline.runner.ray_backend import RayBackend, import_ray
+from pipeline.steps import Resources
 t0 = time.perf_counter()
-import ray
+import_ray()
 t1 = time.perf_counter()
-from pipeline.runner import _ray_temp_dir, _Worker
-ray.init(num_cpus=int(sys.argv[1]), object_store_memory=512 * 1024 * 1024, _temp_dir=_ray_temp_dir(sys.argv[2]),
-         include_dashboard=False, log_to_driver=True, logging_level=logging.WARNING)
+backend = RayBackend(RunnerParams(backend="ray", num_cpus=int(sys.argv[1]), object_store_mb=512, temp_dir=sys.argv[2], max_retries=2),
+                     Cache(sys.argv[3]))
+backend.start()
 t2 = time.perf_counter()
-cls = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=2)(_Worker)
-actors = [cls.remote(sys.argv[3], {}) for _ in range(int(sys.argv[1]))]
-ray.get([a.pid.remote() for a in actors])
+actors = backend.pool(Resources(cpus=1), int(sys.argv[1]))
+backend.ping(actors)
 t3 = time.perf_counter()
-for a in actors:
-    ray.kill(a)
-ray.shutdown()
+backend.close()
 t4 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "init_s": t2 - t1, "actors_s": t3 - t2, "shutdown_s": t4 - t3, "total_s": t4 - t0}))
 """

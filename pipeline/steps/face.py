@@ -19,22 +19,14 @@ is frame ``i`` of the clip), scaled down so the longer side is at most ``analysi
   second; real clips did not move), and a restart costs about a tenth of the mesh time. Frames in
   between, and gaps where the mesh lost the face for at most ``max_gap_s``, get landmarks
   interpolated linearly in time; longer gaps stay NaN.
-* **Pose**: yaw, pitch, roll in degrees per frame: perspective-n-point (OpenCV SQPnP) of the rigid
-  landmarks' image positions (lips, eyes and irises left out) on a canonical 3-D face, pinhole
-  camera with focal length = the frame's longer side, then ``R = Ry(yaw) Rx(pitch) Rz(roll)``.
-  The canonical face is MediaPipe's own mesh of scikit-image's astronaut photo made exactly
-  left-right symmetric (averaged with its mirror image), so yaw 0 and roll 0 mean "symmetric to
-  the camera"; pitch 0 puts forehead (landmark 10) and chin (152) at the same depth. Positive yaw
-  turns the nose towards image right, positive pitch raises it (:func:`euler_yxz`). Accuracy:
-  exact (< 0.5 degree) on projected canonical faces; on faces rendered at known yaw (the sample's
-  mesh warp) MediaPipe's landmarks follow about 0.75-0.8 of the turn (15/30/45/60 -> about
-  11/24/35/46 degrees); real v06 (a three-quarter view) measures about 33. See
-  tests/pipeline/steps/test_face.py.
+* **Pose**: yaw, pitch, roll in degrees per frame (:func:`pipeline.face_geometry.head_pose`):
+  perspective-n-point of the rigid landmarks on a symmetric canonical face, positive yaw turning the
+  nose towards image right; :mod:`pipeline.face_geometry` says how, and how accurate it is.
 * **Crop**: per frame, the landmarks' bounding square (centre, side); the centre is smoothed with a
   zero-phase Gaussian filter of ``smooth_s`` seconds (sigma) and the side with ``size_smooth_s``
   (the clip is processed offline, so the filter looks both ways and does not lag); the side is
   scaled by ``margin``. The encoder cuts this box out of each frame, pads outside the frame, and
-  resizes it to ``size`` x ``size``.
+  resizes it to ``size`` x ``size`` (:func:`pipeline.face_geometry.crop_boxes`).
 
 Output: ``meta["face"]`` (per-frame ``pose`` [yaw, pitch, roll], ``crop`` [cx, cy, side] in source
 pixels, ``tracked`` flags, and a summary), ``scores`` (below), and ``files["landmarks.npy"]``:
@@ -55,8 +47,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.clip import Clip
-from pipeline.media import clip_frames, frame_size
+from core.clip import Clip
+from core.media import clip_frames, frame_size
+from pipeline.face_geometry import canonical_face, crop_boxes, face_side, head_pose, interpolate_track, rigid_indices
 from pipeline.steps import Resources, Step
 
 N_LANDMARKS = 478
@@ -98,6 +91,7 @@ class Face(Step):
         super().__init__(params or FaceParams())
         self.fps = fps
         self._canonical: np.ndarray | None = None
+        self._rigid: np.ndarray | None = None
         self._detector = None
         self._verifier = None
 
@@ -114,6 +108,7 @@ class Face(Step):
 
         cv2.setNumThreads(1)
         self._canonical = canonical_face()
+        self._rigid = rigid_indices()
         self._detector = mp.solutions.face_detection.FaceDetection(model_selection=self.params.detect_model, min_detection_confidence=self.params.detect_confidence)
         self._verifier = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False,
                                                          min_detection_confidence=self.params.mesh_confidence)
@@ -154,8 +149,8 @@ class Face(Step):
         valid = ~np.isnan(lms[:, 0, 0])
         pose = np.full((n, 3), np.nan)
         for i in np.flatnonzero(valid):
-            pose[i] = head_pose(lms[i], self._canonical, (src_w, src_h))
-        crop = crop_boxes(lms, valid, p, self.fps, (src_w, src_h))
+            pose[i] = head_pose(lms[i], self._canonical, (src_w, src_h), self._rigid)
+        crop = crop_boxes(lms, valid, self.fps, smooth_s=p.smooth_s, size_smooth_s=p.size_smooth_s, margin=p.margin)
 
         # Landmarks in crop pixels: (p - (c - side/2)) * size / side; z scaled alike.
         if crop is not None:
@@ -170,7 +165,7 @@ class Face(Step):
         np.save(npy, lc.astype(np.float16))
 
         counts_a = np.asarray(counts, dtype=np.int64)
-        side = _face_side(lms[tracked]) if tracked.any() else np.zeros(0)
+        side = face_side(lms[tracked]) if tracked.any() else np.zeros(0)
         tp = pose[tracked]
         scores = {
             "face_fraction": float(tracked[mesh_idx].mean()) if n else 0.0,
@@ -260,160 +255,3 @@ def _face_mesh(confidence: float):
 
 def _rounded(a: np.ndarray, digits: int) -> list:
     return [[None if math.isnan(v) else round(float(v), digits) for v in row] for row in a]
-
-
-def _face_side(lms: np.ndarray) -> np.ndarray:
-    """Side of each frame's landmark bounding square (source pixels)."""
-    return np.maximum(np.ptp(lms[..., 0], axis=1), np.ptp(lms[..., 1], axis=1))
-
-
-def interpolate_track(raw: np.ndarray, have: np.ndarray, max_gap: int) -> np.ndarray:
-    """Fill frames without landmarks linearly between tracked neighbours at most ``max_gap`` frames apart."""
-    out = raw.copy()
-    idx = np.flatnonzero(have)
-    for a, b in zip(idx[:-1], idx[1:]):
-        if 1 < b - a <= max_gap:
-            t = ((np.arange(a + 1, b) - a) / (b - a))[:, None, None]
-            out[a + 1 : b] = raw[a] * (1 - t) + raw[b] * t
-    if idx.size:  # a short head or tail (e.g. the frames after the last mesh frame) holds the nearest value
-        if idx[0] <= max_gap:
-            out[: idx[0]] = raw[idx[0]]
-        if len(raw) - 1 - idx[-1] <= max_gap:
-            out[idx[-1] + 1 :] = raw[idx[-1]]
-    return out
-
-
-def _gaussian(x: np.ndarray, sigma: float) -> np.ndarray:
-    if sigma <= 0 or len(x) < 2:
-        return x
-    from scipy.ndimage import gaussian_filter1d
-
-    return gaussian_filter1d(x, sigma, mode="nearest")
-
-
-def crop_boxes(lms: np.ndarray, valid: np.ndarray, p: FaceParams, fps: int, src: tuple[int, int]) -> np.ndarray | None:
-    """``(frames, 3)`` crop boxes ``[cx, cy, side]`` in source pixels, or None when no frame has a face."""
-    if not valid.any():
-        return None
-    n = len(lms)
-    v = lms[valid]
-    x0, x1, y0, y1 = v[..., 0].min(axis=1), v[..., 0].max(axis=1), v[..., 1].min(axis=1), v[..., 1].max(axis=1)
-    raw = np.zeros((n, 3))
-    raw[valid] = np.stack([(x0 + x1) / 2, (y0 + y1) / 2, np.maximum(x1 - x0, y1 - y0)], axis=1)
-    t = np.arange(n)
-    filled = np.stack([np.interp(t, t[valid], raw[valid, j]) for j in range(3)], axis=1)  # hold at the ends
-    box = np.empty_like(filled)
-    box[:, 0] = _gaussian(filled[:, 0], p.smooth_s * fps)
-    box[:, 1] = _gaussian(filled[:, 1], p.smooth_s * fps)
-    box[:, 2] = _gaussian(filled[:, 2], p.size_smooth_s * fps) * p.margin
-    box[:, 2] = np.maximum(box[:, 2], 8.0)
-    return box
-
-
-# -- pose ---------------------------------------------------------------------------------------------
-def rigid_indices() -> np.ndarray:
-    """Landmarks that move with the skull: all but lips, eyes (lids) and irises."""
-    import mediapipe as mp
-
-    fm = mp.solutions.face_mesh
-    moving = set()
-    for edges in (fm.FACEMESH_LIPS, fm.FACEMESH_LEFT_EYE, fm.FACEMESH_RIGHT_EYE):
-        moving |= {v for e in edges for v in e}
-    return np.array([i for i in range(468) if i not in moving], dtype=np.int64)
-
-
-def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Umeyama: ``dst ~= s * R @ src + t`` (rows are points); returns ``(s, R, t)``."""
-    ms, md = src.mean(axis=0), dst.mean(axis=0)
-    a, b = src - ms, dst - md
-    u, sv, vt = np.linalg.svd(b.T @ a)
-    d = np.sign(np.linalg.det(u @ vt))
-    D = np.diag([1.0, 1.0, d])
-    R = u @ D @ vt
-    s = float((sv * np.diag(D)).sum() / (a**2).sum())
-    return s, R, md - s * R @ ms
-
-
-def euler_yxz(R: np.ndarray) -> tuple[float, float, float]:
-    """``(yaw, pitch, roll)`` degrees of ``R = Ry(yaw) Rx(pitch) Rz(roll)`` in image axes (x right, y down, z away).
-
-    Signs are flipped to the usual reading: yaw > 0 turns the nose towards image right,
-    pitch > 0 raises the nose (looking up), roll > 0 tilts the head clockwise on screen.
-    """
-    pitch = math.asin(max(-1.0, min(1.0, -R[1, 2])))
-    yaw = math.atan2(R[0, 2], R[2, 2])
-    roll = math.atan2(R[1, 0], R[1, 1])
-    return -math.degrees(yaw), -math.degrees(pitch), math.degrees(roll)
-
-
-_RIGID: list[np.ndarray] = []
-
-
-def head_pose(lm: np.ndarray, canonical: np.ndarray, frame: tuple[int, int]) -> tuple[float, float, float]:
-    """Yaw, pitch, roll (degrees) of one frame's landmarks (``(478, 2+)``, source pixels) against ``canonical``.
-
-    Perspective-n-point (OpenCV SQPnP, a global solver) of the rigid landmarks' image positions on
-    the canonical 3-D face, pinhole camera with focal length = the frame's longer side (a ~53 degree
-    field of view) and the principal point at the frame centre.
-    """
-    import cv2
-
-    if not _RIGID:
-        _RIGID.append(rigid_indices())
-    idx = _RIGID[0]
-    w, h = frame
-    f = float(max(w, h))
-    K = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]], dtype=np.float64)
-    ok, rvec, _ = cv2.solvePnP(canonical[idx].astype(np.float64), lm[idx, :2].astype(np.float64).reshape(-1, 1, 2), K, None,
-                               flags=cv2.SOLVEPNP_SQPNP)
-    if not ok:
-        return (math.nan, math.nan, math.nan)
-    R, _ = cv2.Rodrigues(rvec)
-    return euler_yxz(R)
-
-
-def canonical_face() -> np.ndarray:
-    """The canonical face: MediaPipe's mesh of scikit-image's astronaut, made left-right symmetric.
-
-    The 3-D landmarks are mirrored (x -> -x), matched point to point (each landmark to the nearest
-    mirrored one, an assignment), aligned back onto the original (rotation + translation) and
-    averaged with it; the result is expressed in its own frame: x across the face (symmetry plane
-    x = 0), y from forehead to chin, z away from the camera. Units: pixels of the photo.
-    """
-    import mediapipe as mp
-    import skimage.data
-    from scipy.optimize import linear_sum_assignment
-
-    image = np.ascontiguousarray(skimage.data.astronaut())
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=1) as fm:
-        res = fm.process(image)
-    h, w = image.shape[:2]
-    P = np.array([(q.x * w, q.y * h, q.z * w) for q in res.multi_face_landmarks[0].landmark], dtype=np.float64)
-    P = np.round(P, 2)  # tiny run-to-run detector differences do not change the template
-    P -= P[:468].mean(axis=0)
-    # Mirror about the face's own mid-plane: estimate it from the iris centres (468 right, 473 left).
-    axis = P[473] - P[468]
-    axis /= np.linalg.norm(axis)
-    mirror = np.eye(3) - 2 * np.outer(axis, axis)
-    M = P @ mirror.T
-    perm = np.arange(len(P))
-    Ma = M  # first match against the plain mirror image, then against it aligned by the current match
-    for _ in range(3):
-        cost = ((P[:468, None, :] - Ma[None, :468, :]) ** 2).sum(axis=2)
-        _, col = linear_sum_assignment(cost)
-        perm[:468] = col
-        s, R, t = similarity(M[perm][:468], P[:468])
-        Ma = (s * (R @ M.T)).T + t
-    perm[468:473], perm[473:478] = np.arange(473, 478), np.arange(468, 473)  # irises swap sides
-    s, R, t = similarity(M[perm][:468], P[:468])
-    S = (P + ((s * (R @ M[perm].T)).T + t)) / 2
-    # Frame: x = normal of the symmetry plane, y = forehead (10) to chin (152) made orthogonal to x.
-    diffs = S[:468] - S[perm[:468]]
-    _, _, vt = np.linalg.svd(diffs, full_matrices=False)
-    x = vt[0] * np.sign(vt[0] @ (S[473] - S[468]))
-    y = S[152] - S[10]
-    y -= (y @ x) * x
-    y /= np.linalg.norm(y)
-    z = np.cross(x, y)
-    C = S - S[:468].mean(axis=0)
-    return C @ np.stack([x, y, z], axis=1)

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from pipeline import ingest
-from pipeline.media import ffprobe
-from pipeline.shards import iter_samples, read_manifest, read_rejects
+from core.media import ffprobe
+from core.shards import iter_samples, read_manifest, read_rejects
 from tests.pipeline.test_ingest import PARAMS
 
 FACE_PARAMS = {**PARAMS, "steps": {"face": {"size": 256}, "encode": {"preset": "ultrafast"}},
@@ -33,13 +33,14 @@ def run(root, **overrides):
 
 @pytest.fixture(scope="module")
 def first(tmp_path_factory):
-    from pipeline import sample
+    from pipeline.demo_data.render import Renderer, render_talking_clip
 
     root = tmp_path_factory.mktemp("ingest_face")
     (root / "raw").mkdir()
     specs = {"frontal.mp4": {}, "two_faces.mp4": {"faces": 2}, "head_turn_60.mp4": {"yaw_deg": 60.0, "speaker": "spk_b"}}
+    renderer = Renderer()
     for i, (name, kw) in enumerate(specs.items()):
-        sample.render_talking_clip(root / "raw" / name, 3.2, 25, sample_rate=16000, channels=1, seed=i, size=192, **kw)
+        render_talking_clip(root / "raw" / name, 3.2, 25, sample_rate=16000, channels=1, seed=i, size=192, renderer=renderer, **kw)
     return root, run(root)
 
 

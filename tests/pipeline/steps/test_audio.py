@@ -3,7 +3,7 @@ import pytest
 import soundfile as sf
 
 from pipeline.cache import Cache
-from pipeline.media import decode_audio
+from core.media import decode_audio
 from pipeline.steps.audio import AudioParams, DecodeAudio, _integrated_loudness
 from pipeline.steps.probe import Probe
 from tests.pipeline.helpers import run_steps, source

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 
 from pipeline.cache import Cache
-from pipeline.media import ffprobe, packet_times
+from core.media import ffprobe, packet_times
 from pipeline.steps.audio import DecodeAudio
 from pipeline.steps.encode import Encode
 from pipeline.steps.probe import Probe

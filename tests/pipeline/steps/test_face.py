@@ -1,8 +1,7 @@
-"""The face steps: pose accuracy, face count, crop, and the drops, on rendered faces and real clips."""
+"""The face steps: pose, face count, crop, and the drops, on rendered faces and real clips (pure geometry: test_face_geometry.py)."""
 
 from __future__ import annotations
 
-import math
 import subprocess
 from pathlib import Path
 
@@ -10,10 +9,13 @@ import numpy as np
 import pytest
 
 from pipeline.cache import Cache
-from pipeline.media import ffprobe
+from core.media import ffprobe
+from pipeline.demo_data.face_rig import Look
+from pipeline.demo_data.render import Renderer, render_talking_clip
+from pipeline.face_geometry import canonical_face, head_pose
 from pipeline.steps.audio import DecodeAudio
 from pipeline.steps.encode import Encode, EncodeParams
-from pipeline.steps.face import Face, FaceParams, canonical_face, crop_boxes, euler_yxz, head_pose, interpolate_track
+from pipeline.steps.face import Face, FaceParams
 from pipeline.steps.face_filter import FaceFilter
 from pipeline.steps.probe import Probe
 from pipeline.steps.segment import Segment
@@ -27,34 +29,6 @@ def canonical():
     return canonical_face()
 
 
-def _rot(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """``Ry Rx Rz`` in image axes, with the reading of :func:`euler_yxz` (yaw > 0: nose to image right)."""
-    y, p, r = math.radians(-yaw), math.radians(-pitch), math.radians(roll)
-    Ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
-    Rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
-    Rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
-    return Ry @ Rx @ Rz
-
-
-def test_canonical_face_is_symmetric_and_upright(canonical):
-    assert canonical.shape == (478, 3)
-    assert canonical[33, 0] == pytest.approx(-canonical[263, 0], abs=0.5)  # outer eye corners mirror each other
-    assert abs(canonical[1, 0]) < 0.5 and canonical[1, 2] < canonical[234, 2]  # nose tip on the midline, nearer the camera
-    assert canonical[152, 1] > canonical[10, 1]  # chin below forehead
-    assert euler_yxz(np.eye(3)) == (0.0, 0.0, 0.0)
-
-
-@pytest.mark.parametrize("yaw", [0, 15, 30, 45, 60, -30])
-def test_pose_of_projected_canonical_face(canonical, yaw):
-    """The estimator alone: the canonical face turned by a known pose and projected by a pinhole camera."""
-    w = h = 512
-    R = _rot(yaw, 10.0, -5.0)
-    pts = canonical @ R.T + np.array([0.0, 0.0, 600.0])  # ~1.5 face widths from a f=512 camera
-    uv = pts[:, :2] / pts[:, 2:] * 512 + np.array([w / 2, h / 2])
-    est = head_pose(np.concatenate([uv, pts[:, 2:]], axis=1), canonical, (w, h))
-    assert est == pytest.approx((yaw, 10.0, -5.0), abs=0.5)
-
-
 def test_pose_of_rendered_faces(canonical):
     """Whole chain (MediaPipe face mesh + estimator) on the sample's face rendered at known yaw.
 
@@ -63,10 +37,8 @@ def test_pose_of_rendered_faces(canonical):
     """
     import mediapipe as mp
 
-    from pipeline import sample
-
     size = 256
-    rig = sample._rig(size, sample.Look())
+    rig = Renderer().rig(size, Look())
     got = []
     with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=1) as fm:
         for yaw in (0, 15, 30, 45, 60, -30):
@@ -79,38 +51,17 @@ def test_pose_of_rendered_faces(canonical):
     assert got[:5] == sorted(got[:5]) and got[5] < -15
 
 
-def test_track_interpolation_and_crop_smoothing():
-    n = 50
-    raw = np.full((n, 478, 3), np.nan)
-    have = np.zeros(n, bool)
-    for i in range(0, n, 2):  # mesh on every 2nd frame, a face moving right by 2 px/frame with jitter
-        have[i] = True
-        raw[i] = np.random.default_rng(i).normal(0, 1, (478, 3)) * 40 + np.array([100 + 2 * i + (3 if i % 4 else -3), 100, 0])
-    have[20:30] = False  # a 10-frame gap: longer than max_gap stays empty
-    raw[20:30] = np.nan
-    lms = interpolate_track(raw, have, max_gap=4)
-    valid = ~np.isnan(lms[:, 0, 0])
-    assert valid[:19].all() and not valid[20:29].any() and valid[30:49].all() and valid[49]  # the tail holds the last value
-    assert np.allclose(lms[1], (raw[0] + raw[2]) / 2)
-    box = crop_boxes(lms, valid, FaceParams(margin=2.0), 25, (400, 400))
-    assert box.shape == (n, 3) and not np.isnan(box).any()
-    centre_raw = (lms[:19, :, 0].max(axis=1) + lms[:19, :, 0].min(axis=1)) / 2
-    assert np.abs(np.diff(box[:19, 0], 2)).max() < np.abs(np.diff(centre_raw, 2)).max() / 3  # jitter filtered out
-    assert 1.9 * 150 < box[:, 2].mean() < 2.1 * 350
-
-
 # -- the sample's generated faces ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     """Small versions of the sample dataset's frontal, two-face and head-turn clips."""
-    from pipeline import sample
-
     raw = tmp_path_factory.mktemp("rendered")
     specs = {"frontal.mp4": {}, "two_faces.mp4": {"faces": 2}, "head_turn_60.mp4": {"yaw_deg": 60.0, "speaker": "spk_b"},
              # one face; the short-range detector also finds a face-like badge on the suit (score ~0.6) in every frame
              "badge.mp4": {"speaker": "spk_b", "seed": 4, "size": 384}}
+    renderer = Renderer()
     for i, (name, kw) in enumerate(specs.items()):
-        sample.render_talking_clip(raw / name, 3.2, 25, sample_rate=16000, channels=1, **{"seed": i, "size": 192, **kw})
+        render_talking_clip(raw / name, 3.2, 25, sample_rate=16000, channels=1, renderer=renderer, **{"seed": i, "size": 192, **kw})
     cache = Cache(raw / "cache")
     clips, drops = run_steps([source(raw / n, cache) for n in specs], FACE, cache)
     return clips, drops

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pipeline.cache import Cache
-from pipeline.clip import TOO_SHORT
+from core.clip import TOO_SHORT
 from pipeline.steps.audio import DecodeAudio
 from pipeline.steps.probe import Probe
 from pipeline.steps.segment import Segment, SegmentParams, plan_cuts

@@ -1,4 +1,4 @@
-"""The embedded sample dataset: deterministic, and each clip is what sample.json says it is.
+"""The embedded demo dataset: deterministic, and each clip is what sample.json says it is.
 
 One dataset is generated per test session (through the CLI, reading a params file) and shared;
 the checks on it use ffprobe and MediaPipe, as ingest will.
@@ -15,9 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import params as params_mod
-from pipeline import sample
+from core import params as params_mod
 from pipeline.datasets import sample as sample_adapter
+from pipeline.demo_data import dataset as demo
+from pipeline.demo_data.__main__ import main
+from pipeline.demo_data.render import Renderer
+from pipeline.demo_data.voice import envelope
+from tests.pipeline.demo_data.helpers import frame_db
 
 PURPOSES = {"clean", "long", "short", "no_audio", "corrupt", "music", "two_faces", "head_turn", "vfr", "offset"}
 
@@ -31,7 +35,7 @@ def dataset(tmp_path_factory) -> Path:
     old = os.environ.get("SYNCHRORAMA_PARAMS")
     os.environ["SYNCHRORAMA_PARAMS"] = str(params_file)
     try:
-        assert sample.main(["--out", str(out)]) == 0
+        assert main(["--out", str(out)]) == 0
     finally:
         if old is None:
             del os.environ["SYNCHRORAMA_PARAMS"]
@@ -72,20 +76,14 @@ def decode_audio(path: Path, sr: int = 16000) -> np.ndarray:
     return np.frombuffer(raw, np.float32).astype(np.float64)
 
 
-def frame_db(x: np.ndarray, sr: int = 16000, hop: float = 0.05) -> np.ndarray:
-    n = int(sr * hop)
-    frames = x[: len(x) // n * n].reshape(-1, n)
-    return 20 * np.log10(np.sqrt((frames**2).mean(axis=1)) + 1e-9)
-
-
 # ------------------------------------------------------------------------------------------
 # The generated dataset
 
 
 def test_manifest_lists_every_purpose_and_file(dataset: Path, manifest: dict) -> None:
     assert manifest["generator"] == "pipeline.sample"
-    assert manifest["version"] == sample.VERSION
-    assert manifest["params"] == params_mod.as_dict(sample.SampleParams(seed=0))
+    assert manifest["version"] == demo.VERSION
+    assert manifest["params"] == params_mod.as_dict(demo.SampleParams(seed=0))
     assert {c["purpose"] for c in manifest["clips"]} == PURPOSES
     files = sorted(p.name for p in dataset.iterdir())
     assert files == sorted([c["file"] for c in manifest["clips"]] + ["sample.json"])
@@ -99,13 +97,14 @@ def test_manifest_lists_every_purpose_and_file(dataset: Path, manifest: dict) ->
 
 def test_same_bytes_every_run(dataset: Path, manifest: dict, tmp_path: Path) -> None:
     """Rebuilding clips gives identical bytes (a subset that covers every encoding path)."""
-    p = sample.SampleParams(seed=0)
-    plan = sample.clip_plan(p)
+    p = demo.SampleParams(seed=0)
+    plan = demo.clip_plan(p)
+    renderer = Renderer()
     chosen = {"short", "no_audio", "corrupt", "vfr", "offset"}
     for index, spec in enumerate(plan):
         if spec.purpose not in chosen:
             continue
-        entry = sample.build_clip(spec, index, tmp_path, p)
+        entry = demo.build_clip(spec, index, tmp_path, p, renderer)
         assert entry == manifest["clips"][index]
         assert sha256(tmp_path / spec.file) == sha256(dataset / spec.file), spec.file
     assert not list(tmp_path.glob(".*")), "intermediate files left behind"
@@ -232,7 +231,7 @@ def test_mouth_opening_follows_the_audio(dataset: Path, manifest: dict, mp) -> N
     for p in mesh_points(mp, frames):
         gaps.append(np.linalg.norm(p[13, :2] - p[14, :2]) / np.linalg.norm(p[10, :2] - p[152, :2]))
     audio = decode_audio(dataset / c["file"])
-    env = sample.envelope(audio, 16000, times)
+    env = envelope(audio, 16000, times)
     r = np.corrcoef(gaps, env)[0, 1]
     assert r > 0.6, r
 
@@ -244,63 +243,37 @@ def test_adapter_lists_the_generated_dataset(dataset: Path, manifest: dict) -> N
 
 
 # ------------------------------------------------------------------------------------------
-# Building blocks
-
-
-def test_speech_like_audio_is_seeded_and_has_pauses() -> None:
-    a = sample.speech_like_audio(8.0, 16000, seed=3)
-    assert a.dtype == np.float32 and a.shape == (128000,)
-    assert np.array_equal(a, sample.speech_like_audio(8.0, 16000, seed=3))
-    assert not np.array_equal(a, sample.speech_like_audio(8.0, 16000, seed=4))
-    assert 0.3 < np.abs(a).max() < 0.7
-    db = frame_db(a.astype(np.float64), hop=0.01)
-    quiet = db < -55
-    # near-silent stretches of 0.3-0.8 s between phrases
-    lengths, n = [], 0
-    for q in np.append(quiet, False):
-        if q:
-            n += 1
-        elif n:
-            lengths.append(n / 100)
-            n = 0
-    inner = [x for x in lengths if x < 0.9]
-    assert inner and all(0.25 <= x <= 0.85 for x in inner if x > 0.2), lengths
-    # syllables: the loudness of the speech swings at 3-5 Hz
-    loud = db[db > -40]
-    spectrum = np.abs(np.fft.rfft(loud - loud.mean()))
-    freqs = np.fft.rfftfreq(len(loud), 0.01)
-    band = (freqs > 1) & (freqs < 12)
-    assert 2.5 <= freqs[band][np.argmax(spectrum[band])] <= 6.5
+# Params and the output folder
 
 
 def test_empty_params_section_gives_defaults_and_typos_are_errors(tmp_path: Path) -> None:
     f = tmp_path / "params.yaml"
     f.write_text("sample: {}\n")
-    assert params_mod.load(sample.SampleParams, "sample", f) == sample.SampleParams()
+    assert params_mod.load(demo.SampleParams, "sample", f) == demo.SampleParams()
     f.write_text("sample:\n  sede: 1\n")
     with pytest.raises(params_mod.ParamsError, match="sede"):
-        params_mod.load(sample.SampleParams, "sample", f)
+        params_mod.load(demo.SampleParams, "sample", f)
 
 
-def tiny_plan(p: sample.SampleParams) -> list[sample.ClipSpec]:
-    return [sample.ClipSpec("tiny.mp4", "clean", "spk_a", 0.4, "25")]
+def tiny_plan(p: demo.SampleParams) -> list[demo.ClipSpec]:
+    return [demo.ClipSpec("tiny.mp4", "clean", "spk_a", 0.4, "25")]
 
 
 def test_output_folder_is_replaced_atomically(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(sample, "clip_plan", tiny_plan)
+    monkeypatch.setattr(demo, "clip_plan", tiny_plan)
     out = tmp_path / "data" / "sample"
     out.mkdir(parents=True)
     (out / "stale.mp4").write_bytes(b"old")
-    sample.generate(out, sample.SampleParams(size=96))
+    demo.generate(out, demo.SampleParams(size=96))
     assert sorted(p.name for p in out.iterdir()) == ["sample.json", "tiny.mp4"]
     assert [p.name for p in out.parent.iterdir()] == ["sample"]
 
     def broken(*args, **kw):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(sample, "build_clip", broken)
+    monkeypatch.setattr(demo, "build_clip", broken)
     before = sha256(out / "tiny.mp4")
     with pytest.raises(RuntimeError, match="boom"):
-        sample.generate(out, sample.SampleParams(size=96))
+        demo.generate(out, demo.SampleParams(size=96))
     assert sha256(out / "tiny.mp4") == before
     assert [p.name for p in out.parent.iterdir()] == ["sample"]

@@ -1,0 +1,29 @@
+"""``RunnerParams``: the ``runner`` section of params.yaml, and which Ray cluster it names."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class RunnerParams:
+    """``runner`` section of params.yaml."""
+
+    backend: Literal["auto", "processes", "ray"] = "auto"  # auto: ray when a cluster address is set, else processes
+    address: str | None = None  # join this Ray cluster ("auto", "ray://host:10001"); $RAY_ADDRESS also works
+    num_cpus: int | None = None  # CPUs of the local workers / local Ray (default: all cores)
+    num_gpus: float | None = None  # GPUs of the local workers / local Ray (default: detected)
+    local: bool = False  # run in-process, no worker processes (debugging)
+    max_retries: int = 2  # restarts of a crashed worker, and retries of its task
+    retry_errors: bool = False  # recompute cached error:<Type> rejects instead of reusing them
+    in_flight: int = 1  # tasks queued per actor; >1 hides latency of very short steps, but a crash then also costs the queued task a retry
+    object_store_mb: int = 512  # local Ray object store (records are small; media stay on disk)
+    temp_dir: str = ".ray"  # Ray session files for a local Ray (relative to the work tree)
+    progress: bool = True
+
+
+def cluster_address(params: RunnerParams) -> str | None:
+    """The Ray cluster to join: ``runner.address``, else ``$RAY_ADDRESS``, else none (read at call time)."""
+    return params.address or os.environ.get("RAY_ADDRESS") or None
