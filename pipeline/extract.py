@@ -18,7 +18,6 @@ sidecar whose jsons say ``disabled``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import logging
@@ -29,10 +28,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from core import params, weights
+from core import cli, params, weights
 from core.clip import Clip, Drop, canonical_json
 from core.shards import (
     MANIFEST,
+    REJECTS,
     Member,
     Reject,
     ShardFormatError,
@@ -46,7 +46,7 @@ from core.shards import (
 from pipeline import features as features_mod
 from pipeline.cache import Cache, CacheParams
 from pipeline.runner import Runner, RunnerParams
-from pipeline.stats import StageStats, write_json
+from pipeline.stats import StageStats, check_error_share, write_json
 
 log = logging.getLogger("pipeline.extract")
 
@@ -110,6 +110,10 @@ def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None =
         return _disabled(feature, dataset, root, layout, t0)
     extractor = module.Extractor(fparams, wparams, root, features=features_mod.enabled(data))
     declared = {m.name: m for m in getattr(module, "MEMBERS", ())}
+    undeclared = [n for n in extractor.needs if n not in getattr(module, "READS", ())]
+    if undeclared:  # READS names the code its DVC stage depends on (pipeline/features/code_links.py)
+        raise ValueError(f"feature {feature} reads {undeclared[0]}, which {module.__name__}.READS does not declare; add it "
+                         f"there and run `python -m pipeline.features.code_links`")
 
     clips = unpack_clips(layout.clips(dataset), cache)
     stats = StageStats("extract", f"{feature}-{dataset}", inputs=len(clips))
@@ -167,6 +171,8 @@ def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None =
     report["tiny_weights"] = extractor.tiny
     report["needs"] = list(extractor.needs)
     write_json(root / "reports" / "extract" / f"{feature}-{dataset}.json", report)
+    check_error_share(f"extract@{feature}-{dataset}", rejects, len(outcome.inputs), rparams.max_error_fraction,
+                      layout.feature(feature, dataset) / REJECTS)
     return report
 
 
@@ -202,19 +208,11 @@ def _disabled(feature: str, dataset: str, root: Path, layout: ShardLayout, t0: f
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Run one feature extractor over a dataset's clip shards.")
-    ap.add_argument("feature")
-    ap.add_argument("dataset")
-    ap.add_argument("--local", action="store_true", default=None)
-    ap.add_argument("--params", type=Path, default=None)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run(args.feature, args.dataset, local=args.local, params_file=args.params)
-    except (params.ParamsError, weights.WeightsError, FileNotFoundError, ValueError) as e:
-        log.error("%s", e)
-        return 2
-    return 0
+    ap = cli.parser("python -m pipeline.extract", "Run one feature extractor over a dataset's clip shards.")
+    ap.add_argument("feature", help="a key of `features` in params.yaml")
+    ap.add_argument("dataset", help="a key of `datasets` in params.yaml")
+    ap.add_argument("--local", action="store_true", default=None, help="run in-process, no worker processes or Ray (debugging)")
+    return cli.run(ap, argv, lambda a: run(a.feature, a.dataset, local=a.local, params_file=a.params), (ValueError,))
 
 
 if __name__ == "__main__":

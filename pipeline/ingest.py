@@ -13,7 +13,6 @@ the whole frame when ``steps.face.enabled`` is false). Writes
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import sys
@@ -22,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import params
+from core import cli, params
 from pipeline import datasets
 from pipeline.cache import Cache, CacheParams
 from core.clip import Clip, slug
 from pipeline.runner import Runner, RunnerParams
-from core.shards import ShardLayout, Reject, ShardParams, write_clip_shards
-from pipeline.stats import StageStats, write_json
+from core.shards import REJECTS, ShardLayout, Reject, ShardParams, write_clip_shards
+from pipeline.stats import StageStats, check_error_share, write_json
 from pipeline.steps import Step
 from pipeline.steps.audio import AudioParams, DecodeAudio
 from pipeline.steps.encode import Encode, EncodeParams
@@ -104,28 +103,23 @@ def run(name: str, root: Path = Path("."), local: bool | None = None, params_fil
         stats.extra["runner"] = runner.mode
 
     clips = [c.evolve(meta={"source": source_meta.get(c.source_rel, {})}) for c in items]
-    write_clip_shards(ShardLayout.from_params(shard_params, root).clips(name), clips, rejects, shard_params)
+    layout = ShardLayout.from_params(shard_params, root)
+    write_clip_shards(layout.clips(name), clips, rejects, shard_params)
     seconds = time.perf_counter() - t0
     report = stats.to_json(kept=len(clips), seconds=seconds)
     report["hours_kept"] = round(sum(c.duration or 0 for c in clips) / 3600, 4)
     write_json(root / "reports" / "ingest" / f"{name}.json", report)
     log.info("ingest %s: %d clips kept, %d rejects, %.1fs", name, len(clips), len(rejects), seconds)
+    check_error_share(f"ingest@{name}", rejects, len(clips) + len(rejects), runner_params.max_error_fraction,
+                      layout.clips(name) / REJECTS)
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.parser("python -m pipeline.ingest", __doc__)
     ap.add_argument("dataset", help="a key of `datasets` in params.yaml")
     ap.add_argument("--local", action="store_true", default=None, help="run in-process, no worker processes or Ray (debugging)")
-    ap.add_argument("--params", type=Path, default=None, help="params file (default: params.yaml)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run(args.dataset, local=args.local, params_file=args.params)
-    except (params.ParamsError, datasets.DatasetError) as e:
-        log.error("%s", e)
-        return 2
-    return 0
+    return cli.run(ap, argv, lambda a: run(a.dataset, local=a.local, params_file=a.params), (datasets.DatasetError,))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from core import params
+from core import cli, params
 from core.shards import MANIFEST, REJECTS, ShardLayout, ShardParams, read_manifest, read_tar
 
 log = logging.getLogger("pipeline.report")
@@ -203,10 +203,11 @@ def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, An
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    run()
-    log.info("wrote reports/data.md and reports/index.html")
-    return 0
+    def body(args):
+        run(params_file=args.params)
+        log.info("wrote reports/data.md and reports/index.html")
+
+    return cli.run(cli.parser("python -m pipeline.report", __doc__), argv, body)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@ Reads, for every dataset in ``params.yaml``, the clip manifest ``shards/clips/<d
 ``score_vocals_music_ratio``, ``score_speech_ratio``). No model runs here: changing a threshold
 re-runs only this stage, in seconds.
 
-Relation to ingest's ``steps.face_filter``: ingest already drops clips by its face thresholds
-(those clips are not in the shards). ``select`` re-applies its own face thresholds to the stored
-scores of the clips that were kept; they are meant to be equal or stricter (the paper filters
-extreme side profiles and multi-speaker videos, section 4). Loosening them here cannot bring a
-clip back: loosen ``steps.face_filter`` for that (which re-runs only that cheap ingest step).
+Face thresholds have one home, ``steps.face_filter`` (the paper filters extreme side profiles and
+multi-speaker videos, section 4): ingest's face filter drops clips by them (those clips are not in
+the shards), and ``select`` applies the same values to the stored scores again, so shards written
+under other thresholds (an older run, a shared shard set) are held to the current ones. Loosening
+them brings clips back by re-running only the cheap ``face_filter`` ingest step.
 
 Checks, first failing one wins (reason in brackets): duration (``too_short``, ``too_long``),
 face (``no_face``, ``multi_face``, ``face_too_small``, ``profile`` for yaw or pitch), required
@@ -39,7 +39,6 @@ frames, duration, split or reason, message) and ``reports/select/select.json``.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -53,9 +52,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import datasets as datasets_mod
-from core import params
+from core import cli, params
 from core.shards import MANIFEST, SPLITS, AtomicDir, ShardLayout, ShardParams, iter_samples, read_manifest
 from pipeline.stats import write_json
+from pipeline.steps.face_filter import FACE_TOO_SMALL, MULTI_FACE, NO_FACE, PROFILE, FaceFilterParams
 
 log = logging.getLogger("pipeline.select")
 
@@ -78,12 +78,6 @@ class SelectParams:
     test_fraction: float = 0.05
     min_duration: Optional[float] = 3.0  # seconds
     max_duration: Optional[float] = 20.0
-    min_face_fraction: Optional[float] = 0.9  # score_face_fraction
-    max_multi_face_fraction: Optional[float] = 0.2  # score_multi_face_fraction
-    min_face_px: Optional[float] = 64.0  # score_face_px
-    min_face_size: Optional[float] = None  # score_face_size
-    max_yaw: Optional[float] = 25.0  # score_yaw_abs_median (degrees)
-    max_pitch: Optional[float] = 30.0  # score_pitch_abs_median
     max_music_ratio: Optional[float] = 0.5  # score_vocals_music_ratio
     min_speech_ratio: Optional[float] = 0.3  # score_speech_ratio
     scores: dict[str, Range] = field(default_factory=dict)  # any other column: {score_x: {min, max}}
@@ -100,17 +94,18 @@ class SelectParams:
             raise ValueError("val_fraction + test_fraction must be at most 1")
 
 
-def _checks(p: SelectParams) -> list[tuple[str, str, Optional[float], Optional[float]]]:
-    """``(reason, column, min, max)`` in the order they are applied (the feature checks sit between)."""
+def _checks(p: SelectParams, face: FaceFilterParams) -> list[tuple[str, str, Optional[float], Optional[float]]]:
+    """``(reason, column, min, max)`` in the order they are applied (the feature checks sit between).
+    The face thresholds are ``steps.face_filter``'s, as ingest's face filter applies them."""
     return [
         ("too_short", "duration", p.min_duration, None),
         ("too_long", "duration", None, p.max_duration),
-        ("no_face", "score_face_fraction", p.min_face_fraction, None),
-        ("multi_face", "score_multi_face_fraction", None, p.max_multi_face_fraction),
-        ("face_too_small", "score_face_px", p.min_face_px, None),
-        ("face_too_small", "score_face_size", p.min_face_size, None),
-        ("profile", "score_yaw_abs_median", None, p.max_yaw),
-        ("profile", "score_pitch_abs_median", None, p.max_pitch),
+        (NO_FACE, "score_face_fraction", face.min_face_fraction, None),
+        (MULTI_FACE, "score_multi_face_fraction", None, face.max_multi_face_fraction),
+        (FACE_TOO_SMALL, "score_face_px", face.min_face_px, None),
+        (FACE_TOO_SMALL, "score_face_size", face.min_face_size or None, None),  # 0: off
+        (PROFILE, "score_yaw_abs_median", None, face.max_yaw),
+        (PROFILE, "score_pitch_abs_median", None, face.max_pitch),
     ]
 
 
@@ -170,7 +165,8 @@ def tiny_features(layout: ShardLayout, dataset: str, features: list[str]) -> lis
 
 
 def decide(p: SelectParams, dataset: str, test_only: bool, clips: list[dict[str, Any]],
-           features: dict[str, dict[str, dict[str, Any]]], checked: set[str]) -> list[dict[str, Any]]:
+           features: dict[str, dict[str, dict[str, Any]]], checked: set[str],
+           face: FaceFilterParams = FaceFilterParams()) -> list[dict[str, Any]]:
     """One decision row per clip (``split`` set and ``reason`` empty when kept). ``checked``
     collects the columns a threshold was applied to."""
     rows = []
@@ -179,7 +175,7 @@ def decide(p: SelectParams, dataset: str, test_only: bool, clips: list[dict[str,
         for rows_by_key in features.values():
             side = rows_by_key.get(clip["key"], {})
             merged.update({k: v for k, v in side.items() if k.startswith("score_")})
-        reason, message = _first_failure(p, merged, clip["key"], features, checked)
+        reason, message = _first_failure(p, face, merged, clip["key"], features, checked)
         speaker = str(clip.get("speaker") or clip.get("source") or clip["key"])
         split = "" if reason else ("test" if test_only else split_of(p.seed, dataset, speaker, p.val_fraction, p.test_fraction))
         rows.append({
@@ -190,7 +186,7 @@ def decide(p: SelectParams, dataset: str, test_only: bool, clips: list[dict[str,
     return rows
 
 
-def _first_failure(p: SelectParams, row: dict[str, Any], key: str, features: dict[str, dict[str, dict[str, Any]]],
+def _first_failure(p: SelectParams, face: FaceFilterParams, row: dict[str, Any], key: str, features: dict[str, dict[str, dict[str, Any]]],
                    checked: set[str]) -> tuple[str, str]:
     def bounds(checks):
         for reason, column, lo, hi in checks:
@@ -206,7 +202,7 @@ def _first_failure(p: SelectParams, row: dict[str, Any], key: str, features: dic
                 return reason, f"{column} {v:.4g} > max {hi:g}"
         return None
 
-    failed = bounds(_checks(p))
+    failed = bounds(_checks(p, face))
     if failed:
         return failed
     for feature in p.required_features:
@@ -217,10 +213,20 @@ def _first_failure(p: SelectParams, row: dict[str, Any], key: str, features: dic
     return bounds(_late_checks(p)) or ("", "")
 
 
+def _has(data: dict[str, Any], dotted: str) -> bool:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
 def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     data = params.read_yaml(params_file or root / "params.yaml")
     p = params.load(SelectParams, "select", data=data)
+    face = params.load(FaceFilterParams, "steps.face_filter", data=data) if _has(data, "steps.face_filter") else FaceFilterParams()
     layout = ShardLayout.from_params(params.load(ShardParams, "shards", data=data), root)
     rows: list[dict[str, Any]] = []
     checked: set[str] = set()
@@ -238,7 +244,7 @@ def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, An
                             "(select.tiny_scores: apply to use them)", feature, name)
                 ignored_tiny.add(feature)
                 features[feature] = {k: {c: v for c, v in r.items() if not c.startswith("score_")} for k, r in features[feature].items()}
-        rows += decide(p, name, common.test_only, clips, features, checked)
+        rows += decide(p, name, common.test_only, clips, features, checked, face)
 
     with AtomicDir(layout.splits) as tmp:
         for split in SPLITS:
@@ -276,12 +282,12 @@ def summary(rows: list[dict[str, Any]], p: SelectParams, checked: set[str]) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    report = run()
-    log.info("select: %d kept (%s), %d dropped %s", report["kept"],
-             ", ".join(f"{s} {v['clips']}" for s, v in report["splits"].items()), report["dropped"], report["dropped_by_reason"])
-    return 0
+    def body(args):
+        report = run(params_file=args.params)
+        log.info("select: %d kept (%s), %d dropped %s", report["kept"],
+                 ", ".join(f"{s} {v['clips']}" for s, v in report["splits"].items()), report["dropped"], report["dropped_by_reason"])
+
+    return cli.run(cli.parser("python -m pipeline.select", __doc__), argv, body)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,13 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
-from pipeline.runner import StepOutcome
+from core.cli import StageFailed
+from core.shards import Reject
+
+if TYPE_CHECKING:  # the type only: select and report import this module without the runner
+    from pipeline.runner import StepOutcome
 
 
 @dataclass
@@ -26,7 +30,7 @@ class StageStats:
     dropped: Counter = field(default_factory=Counter)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, outcome: StepOutcome) -> None:
+    def add(self, outcome: "StepOutcome") -> None:
         self.steps[outcome.step] = {
             "in": len(outcome.inputs), "out": len(outcome.kept), "dropped": len(outcome.drops),
             "cached": outcome.hits, "computed": outcome.misses, "seconds": round(outcome.seconds, 3),
@@ -50,3 +54,19 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
+
+
+def check_error_share(stage: str, rejects: Sequence[Reject], total: int, max_fraction: float, rejects_file: Path) -> None:
+    """Raise :class:`~core.cli.StageFailed` when the ``error:*`` rejects exceed ``max_fraction`` of the
+    stage's ``total`` items (kept + rejected): the message names the most common error, an example
+    and the rejects file. Reason-coded drops (``too_short``, ``no_face`` ...) never count."""
+    errors = [r for r in rejects if r.reason.startswith("error:")]
+    if not total or len(errors) / total <= max_fraction:
+        return
+    top, count = Counter(r.reason for r in errors).most_common(1)[0]
+    example = next(r for r in errors if r.reason == top)
+    raise StageFailed(
+        f"{stage}: {len(errors)} of {total} items failed with an error ({len(errors) / total:.0%}, more than "
+        f"runner.max_error_fraction = {max_fraction:g}); most common: {top} ({count}x), e.g. {example.key or example.source} "
+        f"at step {example.step}: {example.message[:300]}. Every reject is listed in {rejects_file}; fix the cause "
+        f"(or raise runner.max_error_fraction in params.yaml) and re-run")

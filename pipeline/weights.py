@@ -10,7 +10,6 @@ stand-ins, fingerprints) is :mod:`core.weights`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from core import cli
 from core import params as params_mod
 from core.weights import ModelSpec, WeightsError, WeightsParams, ensure, fingerprint, folder, is_tiny, verify
 
@@ -85,23 +85,19 @@ def fetch(data: dict[str, Any], params: WeightsParams, root: Path = Path(".")) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Build, verify or fetch model weights (weights/<profile>/).")
-    ap.add_argument("command", choices=["build", "fetch"])
-    ap.add_argument("--params", type=Path, default=None)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    data = params_mod.read_yaml(args.params)
-    wp = params_mod.load(WeightsParams, "weights", args.params, data)
-    try:
+    ap = cli.parser("python -m pipeline.weights", __doc__)
+    ap.add_argument("command", choices=["build", "fetch"], help="build: generate (tiny) or verify (paper); fetch: download (paper)")
+
+    def body(args):
+        data = params_mod.read_yaml(args.params)
+        wp = params_mod.load(WeightsParams, "weights", args.params, data)
         if args.command == "build":
             manifest = build(data, wp)
             log.info("weights (%s): %d model folder(s) ready", wp.profile, len(manifest["models"]))
         else:
             fetch(data, wp)
-    except WeightsError as e:
-        log.error("%s", e)
-        return 2
-    return 0
+
+    return cli.run(ap, argv, body)
 
 
 if __name__ == "__main__":

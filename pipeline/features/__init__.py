@@ -5,7 +5,17 @@ A feature is a module ``pipeline/features/<feature>.py`` defining
 * ``Params``: a frozen dataclass, the ``features.<feature>`` section of params.yaml (it may use
   the common keys of :class:`FeatureParams`: ``enabled``, ``batch_size``, ``cpus``, ``gpus``);
 * ``WEIGHTS``: the :class:`~core.weights.ModelSpec` of every model it loads;
+* ``MEMBERS``: the :class:`~core.shards.Member` files each sidecar sample holds besides its json
+  (name, dtype, shape, and the training-sample entry it fills): the extract stage checks every
+  written file against them and stores them as the sidecar's ``members.json``, which is all the
+  training loader knows of the feature;
+* ``READS`` (optional): the other features it may read (``needs``), so that its DVC stage depends
+  on their code too (``pipeline/features/code/<feature>/``, see :mod:`pipeline.features.code_links`);
 * ``Extractor``: a subclass of :class:`Extractor`.
+
+Adding a feature: this module, a ``features.<feature>`` entry in params.yaml, and
+``python -m pipeline.features.code_links``; to put it in training samples, list it in
+``data.stage1_features`` / ``data.stage2_features``.
 
 An extractor gets clips whose ``files`` hold the clip's ``mp4`` and ``wav`` (and the files of the
 features it ``needs``), and returns the clip with its outputs under ``files["<feature>.<ext>"]``

@@ -22,6 +22,13 @@ class RunnerParams:
     object_store_mb: int = 512  # local Ray object store (records are small; media stay on disk)
     temp_dir: str = ".ray"  # Ray session files for a local Ray (relative to the work tree)
     progress: bool = True
+    # a stage whose error:* rejects exceed this share of its items exits non-zero (after writing its outputs),
+    # so `dvc repro` stops instead of going on with a stage in which (nearly) everything failed
+    max_error_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_error_fraction <= 1.0:
+            raise ValueError(f"max_error_fraction must be within [0, 1], got {self.max_error_fraction}")
 
 
 def cluster_address(params: RunnerParams) -> str | None:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from core import weights
+from core.cli import StageFailed
 from pipeline import extract, ingest
 from pipeline import weights as weights_stage
 from core.shards import iter_samples, read_manifest, read_rejects
@@ -133,3 +134,24 @@ def test_configured_specs_follow_a_features_params(tmp_path):
     default = {s.name for s in configured_specs({"weights": {"backbone": False}, "features": {"caption": {}}})}
     custom = {s.name for s in configured_specs({"weights": {"backbone": False}, "features": {"caption": {"model": "my-vlm"}}})}
     assert "my-vlm" in custom and "my-vlm" not in default and custom - {"my-vlm"} == default - (default - custom)
+
+
+def test_a_stage_in_which_every_clip_fails_exits_non_zero(project, monkeypatch):
+    """runner.max_error_fraction: all clips error:ValueError -> exit status 3 naming the error and the rejects
+    file; the sidecar is still written (every clip a reason-coded reject), so nothing disappears."""
+    data = yaml.safe_load((project / "params.yaml").read_text())
+    data["features"]["fake"]["fail_key_contains"] = "__"  # every key
+    params = project / "params_all_fail.yaml"
+    params.write_text(yaml.safe_dump(data))
+    with pytest.raises(StageFailed, match=r"3 of 3 items failed with an error .* error:ValueError \(3x\).*rejects.parquet"):
+        extract.run("fake", "toy", root=project, params_file=params)
+    monkeypatch.chdir(project)
+    assert extract.main(["fake", "toy", "--params", str(params)]) == 3
+    rejects = read_rejects(project / "shards/features/fake/toy").to_pylist()
+    assert len(rejects) == 3 and {r["reason"] for r in rejects} == {"error:ValueError"}
+    data["runner"]["max_error_fraction"] = 1.0
+    params.write_text(yaml.safe_dump(data))
+    assert extract.main(["fake", "toy", "--params", str(params)]) == 0
+    data["runner"]["max_error_fraction"] = 2.0
+    params.write_text(yaml.safe_dump(data))
+    assert extract.main(["fake", "toy", "--params", str(params)]) == 2  # a params error, named

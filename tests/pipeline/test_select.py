@@ -115,7 +115,7 @@ def test_thresholds_drop_with_reasons_and_a_change_only_changes_decisions(tmp_pa
 
     # a looser yaw threshold: the profile clips come back, nothing else changes
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["select"]["max_yaw"] = 45.0
+    params["steps"] = {"face_filter": {"max_yaw": 45.0}}  # the one home of the face thresholds
     params["select"]["required_features"] = ["speech"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     _, after, _ = _run(tmp_path)

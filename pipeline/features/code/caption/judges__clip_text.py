@@ -1,0 +1,1 @@
+../../../../judges/clip_text.py

@@ -1,0 +1,1 @@
+../../../../judges/speech_emotion.py

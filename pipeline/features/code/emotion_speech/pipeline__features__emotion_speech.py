@@ -1,0 +1,1 @@
+../../emotion_speech.py

@@ -1,0 +1,1 @@
+../../../../judges/text_emotion.py

@@ -1,0 +1,1 @@
+../../emotion_text.py

@@ -1,0 +1,1 @@
+../../../../judges/voice_va.py

@@ -1,0 +1,1 @@
+../../valence_arousal.py
