@@ -46,6 +46,7 @@ def paper_arch_specs() -> dict:
     from transformers import (GenerationConfig, HubertConfig, HubertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification,
                               WhisperConfig, WhisperForConditionalGeneration)
 
+    from judges import speech_emotion, text_emotion, voice_va
     from pipeline.features import emotion_speech, emotion_text, transcript, valence_arousal
 
     def whisper(folder: Path, seed: int) -> None:
@@ -60,7 +61,7 @@ def paper_arch_specs() -> dict:
         model.save_pretrained(folder)
 
     def roberta(folder: Path, seed: int) -> None:
-        emotion_text.make_tiny_roberta_classifier(folder, seed)
+        text_emotion.make_tiny_roberta_classifier(folder, seed)
         tiny = json.loads((folder / "config.json").read_text())
         config = RobertaConfig(vocab_size=50265, hidden_size=768, num_hidden_layers=6, num_attention_heads=12, intermediate_size=3072,
                                max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
@@ -71,23 +72,23 @@ def paper_arch_specs() -> dict:
         torch.save(model.state_dict(), folder / "pytorch_model.bin")
 
     def hubert(folder: Path, seed: int) -> None:
-        emotion_speech.make_tiny_hubert_er(folder, seed)
+        speech_emotion.make_tiny_hubert_er(folder, seed)
         config = HubertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
                               feat_extract_norm="layer", do_stable_layer_norm=True, classifier_proj_size=256,
-                              id2label=dict(enumerate(emotion_speech.CLASSES)), label2id={c: i for i, c in enumerate(emotion_speech.CLASSES)})
+                              id2label=dict(enumerate(speech_emotion.CLASSES)), label2id={c: i for i, c in enumerate(speech_emotion.CLASSES)})
         torch.manual_seed(seed)
         model = HubertForSequenceClassification(config)
         config.save_pretrained(folder)
         torch.save(model.state_dict(), folder / "pytorch_model.bin")
 
     def va(folder: Path, seed: int) -> None:
-        valence_arousal.make_tiny_va(folder, seed)
-        config = valence_arousal.Wav2Vec2Config(
+        voice_va.make_tiny_va(folder, seed)
+        config = voice_va.Wav2Vec2Config(
             hidden_size=1024, num_hidden_layers=12, num_attention_heads=16, intermediate_size=4096, feat_extract_norm="layer",
-            do_stable_layer_norm=True, final_dropout=0.1, id2label=dict(enumerate(valence_arousal.MODEL_LABELS)),
-            label2id={c: i for i, c in enumerate(valence_arousal.MODEL_LABELS)})
+            do_stable_layer_norm=True, final_dropout=0.1, id2label=dict(enumerate(voice_va.MODEL_LABELS)),
+            label2id={c: i for i, c in enumerate(voice_va.MODEL_LABELS)})
         torch.manual_seed(seed)
-        model = valence_arousal.Wav2Vec2ForEmotionRegression(config)
+        model = voice_va.Wav2Vec2ForEmotionRegression(config)
         config.save_pretrained(folder)
         torch.save(model.state_dict(), folder / "pytorch_model.bin")
 

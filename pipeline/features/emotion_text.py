@@ -1,9 +1,9 @@
 """``emotion_text``: text emotion of the clip's transcript, E_t of eq. 1 (paper section 3.6).
 
 Reads the ``transcript`` feature (run through the per-clip cache, so Whisper runs once per clip
-whichever stage asks first) and classifies its text with a RoBERTa sequence classifier
-(``AutoModelForSequenceClassification`` + tokenizer from a local folder; the paper's is
-j-hartmann/emotion-english-distilroberta-base). Class names come from the model's
+whichever stage asks first) and classifies its text with the text emotion judge
+(:mod:`judges.text_emotion`: a RoBERTa sequence classifier + tokenizer from a local folder; the
+paper's is j-hartmann/emotion-english-distilroberta-base). Class names come from the model's
 ``config.id2label``. Probabilities are the softmax of the logits, for the whole text (clip) and
 for each transcript segment. Texts longer than the model's positions are truncated.
 
@@ -31,52 +31,16 @@ import numpy as np
 
 from core.clip import Clip
 from core.shards import Member
-from core.tiny import byte_level_vocab, write_bpe
-from core.weights import ModelSpec
+from judges import text_emotion
 from pipeline.features import Extractor as _Extractor
 from pipeline.features import FeatureParams, torch_device
 from pipeline.features._segments import frame_values
 
-#: the classes of emotion-english-distilroberta-base, in its config's id order
-CLASSES = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
+WEIGHTS = (text_emotion.SPEC,)
 
 
-def make_tiny_roberta_classifier(folder: Path, seed: int) -> None:
-    """A tiny ``RobertaForSequenceClassification`` with the real label set and a byte-level BPE
-    tokenizer (``vocab.json`` + ``merges.txt``), saved as the published folder is."""
-    import torch
-    from transformers import (
-        AutoTokenizer,
-        RobertaConfig,
-        RobertaForSequenceClassification,
-    )
-
-    specials = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
-    vocab = {**specials, **{sym: i + len(specials) for sym, i in byte_level_vocab().items()}}
-    vocab["<mask>"] = len(vocab)
-    write_bpe(folder, vocab, tokenizer_config={"tokenizer_class": "RobertaTokenizer", "model_max_length": 512, "bos_token": "<s>",
-                                   "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>", "unk_token": "<unk>",
-                                   "pad_token": "<pad>", "mask_token": "<mask>", "add_prefix_space": False}, final_newline=True)
-    AutoTokenizer.from_pretrained(folder)  # the folder must load as written
-    torch.manual_seed(seed)
-    config = RobertaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                           max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
-                           id2label=dict(enumerate(CLASSES)), label2id={c: i for i, c in enumerate(CLASSES)},
-                           architectures=["RobertaForSequenceClassification"])
-    model = RobertaForSequenceClassification(config)
-    config.save_pretrained(folder)
-    torch.save(model.state_dict(), folder / "pytorch_model.bin")  # the published checkpoint's format
-
-
-WEIGHTS = (ModelSpec(
-    "emotion-english-distilroberta-base",
-    files=("config.json", "vocab.json", "merges.txt", "tokenizer_config.json", "pytorch_model.bin"),
-    make_tiny=make_tiny_roberta_classifier, repo_id="j-hartmann/emotion-english-distilroberta-base",
-    revision="",  # pin the revision you fetch (fetch writes it to the manifest)
-    licence="see the model card (cite Hartmann 2022)",
-),)
-
-
+#: the features this one may read (its ``needs``): their code is part of its DVC stage
+READS = ("transcript", "vocals")
 #: the sidecar members this feature writes (besides the json), written to members.json by extract
 MEMBERS = (Member("frames.npy", "float32", ("frames", "classes"), "per-frame text-emotion probabilities of the transcript",
                   sample="text_emotion", window="mean"),)
@@ -100,27 +64,17 @@ class Extractor(_Extractor):
         self.needs = (("vocals",) if "vocals" in self.enabled_features else ()) + ("transcript",)
 
     def setup(self) -> None:
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
         p: Params = self.params
-        self.torch = torch
         self.device = torch_device(p.device)
-        folder = Path(self.folders["emotion-english-distilroberta-base"])
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForSequenceClassification.from_pretrained(folder).to(self.device).eval()
-        id2label = self.model.config.id2label
-        self.classes = [str(id2label[i]) for i in range(len(id2label))]
-        self.max_tokens = min(p.max_tokens, int(self.model.config.max_position_embeddings) - 2)
+        self.judge = text_emotion.load(Path(self.folders[text_emotion.SPEC.name]), self.device)
+        self.classes = self.judge.classes
+        self.max_tokens = min(p.max_tokens, self.judge.max_tokens)
 
     def classify(self, texts: Sequence[str]) -> np.ndarray:
         """``(len(texts), C)`` class probabilities (softmax), float64."""
         if not texts:
             return np.zeros((0, len(self.classes)))
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
-        with self.torch.no_grad():
-            logits = self.model(**{k: v.to(self.device) for k, v in enc.items()}).logits
-        return self.torch.softmax(logits.double(), dim=-1).cpu().numpy()
+        return self.judge.predict(texts, self.max_tokens).probs.cpu().numpy()
 
     def process(self, clips: Sequence[Clip], outs: Sequence[Path]) -> list[Any]:
         transcripts = []

@@ -37,6 +37,8 @@ REASON = "no_speech"
 WINDOW = 512
 
 
+#: the features this one may read (its ``needs``): their code is part of its DVC stage
+READS = ("vocals",)  # with audio: auto
 #: the sidecar members this feature writes (besides the json), written to members.json by extract
 MEMBERS: tuple[Member, ...] = ()  # values only (segments, ratio) in the json
 

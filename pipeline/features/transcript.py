@@ -102,6 +102,8 @@ WEIGHTS = (ModelSpec(
 ),)
 
 
+#: the features this one may read (its ``needs``): their code is part of its DVC stage
+READS = ("vocals",)
 #: the sidecar members this feature writes (besides the json), written to members.json by extract
 MEMBERS: tuple[Member, ...] = ()  # values only (text, language, segments) in the json
 

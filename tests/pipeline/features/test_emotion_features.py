@@ -7,12 +7,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from core import weights
 from pipeline import extract
 from core.clip import Clip
+from judges import speech_emotion, text_emotion
 from pipeline.features import emotion_speech, emotion_text, transcript, valence_arousal
 from pipeline.features._segments import frame_values, overlap_windows, segment_times
 from core.shards import iter_samples
@@ -55,45 +55,6 @@ def test_frame_values_average_the_covering_segments():
     assert frame_values([0.0], [1.0], np.array([[7.0]]), frames=50, fps=25)[49, 0] == 7.0
     with pytest.raises(ValueError):
         frame_values([0.0, 1.0], [1.0, 2.0], np.ones((3, 2)), frames=10, fps=25)
-
-
-# -- the valence/arousal head -------------------------------------------------------------------------
-def test_va_head_loads_a_state_dict_in_the_published_key_layout(tmp_path):
-    folder = weights.ensure(valence_arousal.WEIGHTS[0], WeightsParams(profile="tiny", dir=str(tmp_path / "w")))
-    config = json.loads((folder / "config.json").read_text())
-    assert config["id2label"] == {"0": "arousal", "1": "dominance", "2": "valence"}
-    model = valence_arousal.Wav2Vec2ForEmotionRegression(valence_arousal.Wav2Vec2Config.from_pretrained(folder))
-    keys = set(model.state_dict())
-    assert {"classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight", "classifier.out_proj.bias"} <= keys
-    assert all(k.startswith(("wav2vec2.", "classifier.")) for k in keys)
-    assert "wav2vec2.feature_extractor.conv_layers.0.conv.weight" in keys and "wav2vec2.encoder.layers.0.attention.k_proj.weight" in keys
-    # a checkpoint saved as the published one is (plain state dict in pytorch_model.bin), with values
-    # unlike any fresh initialisation: from_pretrained must load every tensor, none missing or unexpected
-    gen = torch.Generator().manual_seed(123)
-    published = {k: torch.randn(v.shape, generator=gen) if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    ckpt = tmp_path / "published"
-    ckpt.mkdir()
-    (ckpt / "config.json").write_text((folder / "config.json").read_text())
-    torch.save(published, ckpt / "pytorch_model.bin")
-    loaded, info = valence_arousal.Wav2Vec2ForEmotionRegression.from_pretrained(ckpt, output_loading_info=True)
-    assert not info["missing_keys"] and not info["unexpected_keys"], info
-    for k, v in loaded.state_dict().items():
-        assert torch.equal(v, published[k]), k
-    loaded.eval()
-    x = torch.randn(2, SR)
-    pooled, preds = loaded(x)
-    assert pooled.shape == (2, 32) and preds.shape == (2, 3)
-    # the head is dropout -> dense -> tanh -> dropout -> out_proj on the time-mean of the last hidden states
-    hidden = loaded.wav2vec2(x).last_hidden_state.mean(dim=1)
-    head = loaded.classifier
-    assert torch.allclose(preds, head.out_proj(torch.tanh(head.dense(hidden))), atol=1e-6)
-    # a padded batch pools over each input's own frames
-    mask = torch.ones(2, SR, dtype=torch.long)
-    mask[1, SR // 2:] = 0
-    x[1, SR // 2:] = 0
-    _, masked = loaded(x, attention_mask=mask)
-    _, alone = loaded(x[1:, : SR // 2])
-    assert torch.allclose(masked[1], alone[0], atol=1e-4)
 
 
 # -- the stages -----------------------------------------------------------------------------------------
@@ -149,7 +110,7 @@ def test_emotion_stages_share_the_transcript_write_aligned_sidecars_and_hit_the_
         transcripts[s["__key__"]] = v
 
     classes = _labels(project, emotion_text.WEIGHTS[0])
-    assert classes == list(emotion_text.CLASSES)
+    assert classes == list(text_emotion.CLASSES)
     for frames, s in _sidecar(project, "emotion_text"):
         body = json.loads(s["json"])
         v = body["values"]
@@ -164,7 +125,7 @@ def test_emotion_stages_share_the_transcript_write_aligned_sidecars_and_hit_the_
         assert np.allclose(per_frame.sum(axis=1), 1, atol=1e-5)
 
     ser_classes = _labels(project, emotion_speech.WEIGHTS[0])
-    assert ser_classes == list(emotion_speech.CLASSES)
+    assert ser_classes == list(speech_emotion.CLASSES)
     for frames, s in _sidecar(project, "emotion_speech"):
         body = json.loads(s["json"])
         v = body["values"]
@@ -210,7 +171,7 @@ def test_emotion_text_of_an_empty_transcript_is_the_classifier_on_the_empty_stri
     assert np.allclose(np.load(outs[0] / "frames.npy"), np.array(va["probs"])[None], atol=1e-6)
     vb = b.meta["emotion_text"]
     frames_b = np.load(outs[1] / "frames.npy")
-    assert vb["empty"] is False and frames_b.shape == (30, len(emotion_text.CLASSES))
+    assert vb["empty"] is False and frames_b.shape == (30, len(text_emotion.CLASSES))
     assert np.allclose(frames_b[5], vb["segments"][0]["probs"], atol=1e-6) and np.allclose(frames_b[0], vb["probs"], atol=1e-6)
     assert ext.needs == ("transcript",)
 
