@@ -3,7 +3,7 @@
     python -m bench.caption_speed [--clips 12] [--frames 8] [--max-new-tokens 32] [--batch 4] [--device cpu|cuda]
 
 Inputs: ``--clips`` 25 fps talking clips of 3-5 s, 512x512 (rendered with
-``pipeline.sample.render_talking_clip``, the size ingest writes). The caption extractor with the
+``pipeline.demo_data.render.render_talking_clip``, the size ingest writes). The caption extractor with the
 tiny stand-ins (a LLaVA-layout VLM, the tiny SD 1.5 text encoder, and the real all-MiniLM-L6-v2)
 is set up once (not timed), then ``process`` runs over all clips in calls of ``--batch`` clips:
 

@@ -95,7 +95,7 @@ def _render_one(spec: ClipSpec, folder: str) -> dict[str, Any]:
 
 
 def render(specs: Sequence[ClipSpec], folder: Path, workers: int | None = None) -> list[dict[str, Any]]:
-    """Render talking clips with ``pipeline.sample.render_talking_clip`` (deterministic; in
+    """Render talking clips with ``pipeline.demo_data.render.render_talking_clip`` (deterministic; in
     ``workers`` processes, default one per core: input preparation is not measured)."""
     folder.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, len(specs)))

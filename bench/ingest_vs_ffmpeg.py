@@ -2,7 +2,7 @@
 
     python -m bench.ingest_vs_ffmpeg [--clips 12] [--reps 3] [--face-reps 1] [--real]
 
-Inputs: ``--clips`` talking clips rendered with ``pipeline.sample.render_talking_clip`` (384 px,
+Inputs: ``--clips`` talking clips rendered with ``pipeline.demo_data.render.render_talking_clip`` (384 px,
 6/7/8 s, 24/30/50/29.97/25 fps, 44.1/48 kHz stereo AAC); with ``--real``, also the real clips of
 ``../shared/data/real/videos`` as a second set (when present).
 

@@ -1,4 +1,4 @@
-"""``sample`` adapter: the embedded demo dataset written by ``python -m pipeline.sample``.
+"""``sample`` adapter: the embedded demo dataset written by ``python -m pipeline.demo_data``.
 
 The videos are the ones named in ``<raw_dir>/sample.json``, in its order; each source carries
 the clip's ``speaker`` (used by ``select`` for identity-disjoint splits), its ``purpose`` (what
@@ -25,12 +25,12 @@ class Options:
 def list_sources(raw_dir: Path, options: Options) -> list[SourceVideo]:
     manifest = Path(raw_dir) / MANIFEST
     if not manifest.is_file():
-        raise DatasetError(f"{manifest}: not found; generate the sample dataset with `python -m pipeline.sample --out {raw_dir}`")
+        raise DatasetError(f"{manifest}: not found; generate the sample dataset with `python -m pipeline.demo_data --out {raw_dir}`")
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
         clips = data["clips"]
     except (ValueError, KeyError, TypeError) as e:
-        raise DatasetError(f"{manifest}: not a sample manifest ({type(e).__name__}: {e}); regenerate it with `python -m pipeline.sample`") from None
+        raise DatasetError(f"{manifest}: not a sample manifest ({type(e).__name__}: {e}); regenerate it with `python -m pipeline.demo_data`") from None
     out = []
     for i, clip in enumerate(clips):
         if not isinstance(clip, dict) or not isinstance(clip.get("file"), str):
