@@ -7,7 +7,8 @@ Inputs: ``--clips`` clips of 6-10 s cut from a real 25 fps talking-head video (l
 ingest encodes (the x264 settings of ``steps.encode``, by default CRF 18, ``veryfast``, tune
 ``fastdecode``, GOP 25; ``--tune`` overrides the tune, ``--tune ''`` for none), written to clip
 shards with landmarks, plus the five stage-2 sidecars with the paper models' sizes (wav2vec2-base 13 x 768
-per frame, 7 text-emotion and 4 speech-emotion classes, VA, 77 x 768 CLIP text states).
+per frame, 7 text-emotion and 4 speech-emotion classes, VA, 77 x 768 CLIP text states), each with the
+``members.json`` of its extractor's ``MEMBERS`` (``pipeline.features.<f>``), as the extract stage writes it.
 
 Measured in one process (= one DataLoader worker, one core; OpenCV decodes with one thread):
 ``ClipWindows(stage2)`` yields ``--samples`` samples (14 target + 2 motion + 1 reference frame,
@@ -49,9 +50,14 @@ def _npy(array: np.ndarray) -> bytes:
 
 
 def make_inputs(root: Path, n_clips: int, tune: str) -> None:
-    from core.clip import Clip, canonical_json
-    from core.shards import ShardParams, write_clip_shards, write_sidecars
+    """Clip shards of ``n_clips`` clips and the five stage-2 sidecars, each declaring its members with
+    the extractor's ``MEMBERS`` (the loader reads ``members.json``, as from a real extract stage)."""
+    import importlib
 
+    from core.clip import Clip, canonical_json
+    from core.shards import ShardLayout, ShardParams, write_clip_shards, write_sidecars
+
+    layout = ShardLayout(root / "shards")
     media = root / "media"
     media.mkdir(parents=True)
     enc = encode_params()
@@ -77,20 +83,28 @@ def make_inputs(root: Path, n_clips: int, tune: str) -> None:
         clips.append(Clip(key=f"bench__c{i:02d}__0000000", dataset="bench", source=f"c{i}.mp4", source_rel=f"c{i}.mp4",
                           source_hash=f"{i:064d}", start=0.0, duration=seconds, meta=meta,
                           files={"mp4": str(mp4), "wav": str(wav), "landmarks.npy": str(lm)}))
-    clip_dir = root / "shards" / "clips" / "bench"
+    clip_dir = layout.clips("bench")
     write_clip_shards(clip_dir, clips, [], ShardParams())
     frames_of = {c.key: c.meta["encode"]["frames"] for c in clips}
-    shapes = {"audio_embed": ("npy", (13, 768), np.float16), "emotion_text": ("frames.npy", (7,), np.float32),
-              "emotion_speech": ("frames.npy", (4,), np.float32), "valence_arousal": ("frames.npy", (3,), np.float32)}
-    for feature, (member, shape, dtype) in shapes.items():
-        samples = {k: [("json", canonical_json({"status": "ok", "key": k, "values": {}}).encode()),
-                       (member, _npy(rng.random((f, *shape)).astype(dtype)))] for k, f in frames_of.items()}
-        write_sidecars(root / "shards" / "features" / feature / "bench", clip_dir, samples)
-    samples = {k: [("json", canonical_json({"status": "ok", "key": k, "values": {}}).encode()),
-                   ("text_states.npy", _npy(rng.random((77, 768)).astype(np.float16)))] for k in frames_of}
-    write_sidecars(root / "shards" / "features" / "caption" / "bench", clip_dir, samples)
-    (root / "shards" / "splits").mkdir(parents=True)
-    with open(root / "shards" / "splits" / "train.jsonl", "w") as f:
+    # the members a sample reads, at the paper models' sizes (wav2vec2-base 13 x 768, 7 / 4 classes, VA, CLIP 77 x 768)
+    shapes = {"audio_embed": {"npy": ((13, 768), np.float16)}, "emotion_text": {"frames.npy": ((7,), np.float32)},
+              "emotion_speech": {"frames.npy": ((4,), np.float32)}, "valence_arousal": {"frames.npy": ((3,), np.float32)},
+              "caption": {"text_states.npy": ((77, 768), np.float16)}}
+    for feature, arrays in shapes.items():
+        declared = importlib.import_module(f"pipeline.features.{feature}").MEMBERS
+        samples = {}
+        for k, f in frames_of.items():
+            members = [("json", canonical_json({"status": "ok", "key": k, "values": {}}).encode())]
+            for m in declared:
+                if m.name in arrays:  # members the loader does not read (probs.npy, sentence.npy, ...) are left out
+                    shape, dtype = arrays[m.name]
+                    data = _npy(rng.random((f, *shape) if m.per_frame else shape).astype(dtype))
+                    m.check(data, f, f"{feature} {k}.{m.name}")
+                    members.append((m.name, data))
+            samples[k] = members
+        write_sidecars(layout.feature(feature, "bench"), clip_dir, samples, members=declared, feature=feature)
+    layout.splits.mkdir(parents=True)
+    with open(layout.split("train"), "w") as f:
         for k, n in sorted(frames_of.items()):
             f.write(json.dumps({"dataset": "bench", "key": k, "shard": "clips-000000.tar", "frames": n, "speaker": k}) + "\n")
 
@@ -101,10 +115,13 @@ def measure(root: Path, n_samples: int, reference: str, pixels: str = "float32")
     from model.data import ClipVideo, ClipWindows, DataParams, decode_frames
 
     cv2.setNumThreads(1)
-    n_clips = len((root / "shards" / "splits" / "train.jsonl").read_text().splitlines())
+    from core.shards import ShardLayout, iter_samples
+
+    layout = ShardLayout(root / "shards")
+    n_clips = len(layout.split("train").read_text().splitlines())
     p = DataParams(size=SIZE, samples_per_clip=max(1, math.ceil(n_samples / n_clips)), shuffle_buffer=4, stage2_reference=reference,
                    pixels=pixels)
-    ds = ClipWindows(p, "stage2", shard_root=root / "shards", rank=0, world_size=1)
+    ds = ClipWindows(p, "stage2", shard_root=layout.root, rank=0, world_size=1)
     it = iter(ds)
     first = next(it)  # opens the shards; not timed
     requests, t0, c0 = [], time.perf_counter(), time.process_time()
@@ -112,9 +129,7 @@ def measure(root: Path, n_samples: int, reference: str, pixels: str = "float32")
         requests.append((s["key"], [*s["frame_index"].tolist(), *s["motion_index"].tolist(), int(s["reference_index"])]))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     mp4 = {}
-    from core.shards import iter_samples
-
-    for sample in iter_samples(root / "shards" / "clips" / "bench"):
+    for sample in iter_samples(layout.clips("bench")):
         mp4[sample["__key__"]] = sample["mp4"]
     t1 = time.process_time()
     videos = {}

@@ -1,6 +1,8 @@
-"""The SynchroRaMa network (paper section 3) built on diffusers.
+"""The SynchroRaMa network (paper section 3) built on diffusers, its training, inference and evaluation.
 
-One module per component; importing this package is cheap (no torch/diffusers import here):
+One module per component; importing this package is cheap (no torch/diffusers import here). It
+stands on ``core`` (and the ``judges`` package), never on ``pipeline``, and imports without Ray, DVC
+or MediaPipe (DESIGN 1.1).
 
 - ``model.unet``          DenoisingUNet: SD 1.5 UNet with four attentions per transformer block (3.2)
 - ``model.reference_net`` ReferenceNet: encodes reference image + motion frames, returns features (3.3)
@@ -11,7 +13,19 @@ One module per component; importing this package is cheap (no torch/diffusers im
 - ``model.emotion_embed`` EmotionEmbedding: concat(E_text, E_ser, E_va) -> tokens (3.6, eq. 1)
 - ``model.losses``        diffusion, sync (eq. 2), emo (eq. 3), AU (eq. 4), attr-action (eq. 5), A2M VAE
 - ``model.stages``        which parameters each training stage optimises
-- ``core.sd15``          SD 1.5 folder layout, verification and loading of all components
-- ``core.tiny_sd``       writes a tiny, seeded SD 1.5-like folder (same classes and file formats)
-- ``model.scale``         parameter counts and training-memory estimate at paper scale
+- ``model.builder``       ModelParams (``model`` section of params.yaml) and THE builder of all components,
+                          from a local SD 1.5 folder or, without weights, at paper scale
+- ``model.conditioning``  batch -> UNet/ReferenceNet conditions, classifier-free-guidance dropout with a
+                          real null per condition (shared by training and inference)
+- ``model.data``          the training loader: clip shards + feature sidecars -> stage-1/stage-2 samples
+- ``model.metrics``       (a room) Table 1 metrics, functional + streaming, cross-checked against references
+
+Planned: ``model.train`` (the two training stages and A2M, from ``model.builder`` + ``model.data`` +
+``model.conditioning``), ``model.inference`` (DDIM sampling with classifier-free guidance; not named
+``pipeline``, which is the data package), ``model.evaluate`` (Table 1 on the test split with
+``model.metrics``).
+
+Below ``model``: ``core.sd15`` (SD 1.5 folder layout and verification), ``core.tiny_sd`` (a tiny, seeded
+SD 1.5-like folder), ``core.shards`` (the shard format the loader reads), ``core.mp4`` (frame decoding).
+The paper-scale parameter counts and memory estimate are a benchmark: ``python -m bench.paper_scale``.
 """

@@ -69,7 +69,7 @@ class ReferenceNet(ModelMixin, ConfigMixin):
     @classmethod
     def from_sd15(cls, sd15_folder: str | Path) -> "ReferenceNet":
         """Build from the ``unet/`` of a local diffusers SD 1.5 folder (see ``core.sd15``)."""
-        from .sd15 import verify_sd15_folder
+        from core.sd15 import verify_sd15_folder
 
         root = verify_sd15_folder(sd15_folder)
         base = UNet2DConditionModel.from_pretrained(str(root / "unet"), local_files_only=True)

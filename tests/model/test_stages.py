@@ -5,29 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.a2m import A2M
-from model.audio_proj import AudioProjection
-from model.emotion_embed import EmotionEmbedding
+from model.builder import build_components
 from model.losses import a2m_vae_loss, diffusion_loss
-from model.builder import load_sd15
 from model.stages import set_stage
 
-from .tiny import A2M_KWARGS, AUDIO_PROJ_KWARGS, EMOTION_KWARGS, UNET_KWARGS, M, randn, seeded, wake_zero_outputs
+from .tiny import M, randn, tiny_model_params, wake_zero_outputs
 
 B, F = 2, 3
 
 
 def _components(sd15_dir, awake: bool):
-    parts = seeded(lambda: load_sd15(sd15_dir, unet_kwargs=UNET_KWARGS), seed=0)
-    c = {
-        "unet": parts.unet,
-        "reference_net": parts.reference_net,
-        "audio_proj": seeded(lambda: AudioProjection(**AUDIO_PROJ_KWARGS), 1),
-        "emotion_embed": seeded(lambda: EmotionEmbedding(**EMOTION_KWARGS), 2),
-        "a2m": seeded(lambda: A2M(**A2M_KWARGS), 3),
-        "vae": parts.vae,
-        "text_encoder": parts.text_encoder,
-    }
+    parts = build_components(sd15_dir, tiny_model_params(), "cpu", seed=0)
+    c = parts.modules()
     if awake:
         wake_zero_outputs(c["unet"], seed=1)
         wake_zero_outputs(c["a2m"], seed=2)

@@ -72,3 +72,22 @@ def assert_same_state(a: nn.Module, b: nn.Module) -> None:
 def public_config(model) -> dict:
     """A model's config without the private ``_`` entries (name, version, path)."""
     return {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
+
+
+def tiny_model_params(**conditioning):
+    """``ModelParams`` of the tiny components above (``conditioning``: ConditioningParams fields)."""
+    from model.builder import (
+        A2MParams,
+        AudioProjParams,
+        EmotionEmbedParams,
+        ModelParams,
+        UNetParams,
+        VPFlowParams,
+    )
+    from model.conditioning import ConditioningParams
+
+    a2m = {k: v for k, v in A2M_KWARGS.items() if not k.startswith("flow_")}
+    flow = {k[len("flow_"):]: v for k, v in A2M_KWARGS.items() if k.startswith("flow_")}
+    return ModelParams(unet=UNetParams(**UNET_KWARGS), audio_proj=AudioProjParams(**AUDIO_PROJ_KWARGS),
+                       emotion_embed=EmotionEmbedParams(**EMOTION_KWARGS), a2m=A2MParams(**a2m, flow=VPFlowParams(**flow)),
+                       conditioning=ConditioningParams(**conditioning))

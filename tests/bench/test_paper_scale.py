@@ -1,10 +1,16 @@
-"""Scale figures: paper-scale parameter counts on the meta device, activation accounting."""
+"""bench.paper_scale: paper-scale parameter counts on the meta device (model.builder), activation accounting."""
 
 from __future__ import annotations
 
 import pytest
 
-from model.scale import PaperSetting, activation_bytes, build_components, parameter_counts, training_memory
+from bench.paper_scale import (
+    PaperSetting,
+    activation_bytes,
+    build_components,
+    parameter_counts,
+    training_memory,
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +50,14 @@ def test_training_memory_fields(counts):
     frozen = sum(counts[k] for k in ("denoising_unet", "reference_net", "audio_proj", "emotion_embed", "vae", "text_encoder")) - trainable
     assert mem["model_states_gib"] == pytest.approx((16 * trainable + 2 * frozen) / 2**30)
     assert mem["total_checkpointing_gib"] < mem["total_no_checkpointing_gib"]
+
+
+def test_the_components_are_the_builders(counts):
+    from model.builder import ModelParams
+    from model.builder import build_components as build
+
+    c = build(None, ModelParams(), "meta")
+    assert counts["audio_proj"] == sum(p.numel() for p in c.audio_proj.parameters())
+    assert counts["a2m"] == sum(p.numel() for p in c.a2m.parameters())
+    assert list(build_components("meta")) == ["denoising_unet", "reference_net", "audio_proj", "emotion_embed", "a2m", "vae",
+                                              "text_encoder"]

@@ -1,9 +1,10 @@
-"""Scale figures at paper scale, without weights (issue 7 point 5).
+"""Scale figures at paper scale, without weights (issue 7 point 5; was ``model/scale.py``).
 
 Paper setting (section 4): SD 1.5 backbone, 512x512 video (64x64 latents), batch 4, 14 frames per
 clip + 2 motion frames, bf16, gradient checkpointing.
 
-- ``parameter_counts``: every component built on the ``meta`` device (shapes only, no memory).
+- ``parameter_counts``: every component built by ``model.builder.build_components(None, params, "meta")``
+  (the SD 1.5 architectures and the ``model`` section's sizes; shapes only, no memory).
 - ``activation_bytes``: one training forward traced with fake tensors on a (fake) CPU device, in
   bf16, so that attention dispatches to the same fused kernels as on a GPU (saving q, k, v, the
   output and the log-sum-exp, not the attention matrix). Every tensor autograd saves is counted
@@ -15,12 +16,11 @@ clip + 2 motion frames, bf16, gradient checkpointing.
   features held for the UNet. Not counted: activation gradients in flight, allocator
   fragmentation, CUDA context and workspaces (add roughly 10-20%).
 
-``python -m model.scale`` prints all figures as JSON.
+``python -m bench.paper_scale`` prints all figures as JSON and writes ``bench/results/paper_scale.json``.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -48,33 +48,19 @@ def _count(module: nn.Module, predicate=None) -> int:
     return sum(p.numel() for n, p in module.named_parameters() if predicate is None or predicate(n))
 
 
-def build_components(device: str | torch.device = "meta") -> dict[str, nn.Module]:
-    """Every component at its default (paper) configuration on ``device`` (``meta``: no memory)."""
-    from diffusers import AutoencoderKL
-    from transformers import CLIPTextConfig, CLIPTextModel
+def build_components(device: str | torch.device = "meta", params: Any = None) -> dict[str, nn.Module]:
+    """Every component at paper scale (``model.builder``, ``params`` default ``ModelParams()``) on ``device``
+    (``meta``: no memory), by report name."""
+    from model.builder import ModelParams
+    from model.builder import build_components as build
 
-    from .a2m import A2M
-    from .audio_proj import AudioProjection
-    from .emotion_embed import EmotionEmbedding
-    from .reference_net import ReferenceNet
-    from core.sd15 import CLIP_L14_TEXT_CONFIG, SD15_VAE_CONFIG
-    from .unet import DenoisingUNet
-
-    with torch.device(device):
-        return {
-            "denoising_unet": DenoisingUNet(),
-            "reference_net": ReferenceNet(),
-            "audio_proj": AudioProjection(),
-            "emotion_embed": EmotionEmbedding(),
-            "a2m": A2M(),
-            "vae": AutoencoderKL(**SD15_VAE_CONFIG),
-            "text_encoder": CLIPTextModel(CLIPTextConfig(**CLIP_L14_TEXT_CONFIG)),
-        }
+    c = build(None, params or ModelParams(), device)
+    return {("denoising_unet" if name == "unet" else name): module for name, module in c.modules().items()}
 
 
 def parameter_counts(components: dict[str, nn.Module] | None = None) -> dict[str, int]:
     """Parameters per component (and the DenoisingUNet split into SD base and added modules)."""
-    from .stages import set_stage
+    from model.stages import set_stage
 
     c = components or build_components("meta")
     unet = c["denoising_unet"]
@@ -161,7 +147,7 @@ class _SavedTensorAccounting:
         }
 
 
-def activation_bytes(stage: str = "stage2", setting: PaperSetting = PaperSetting()) -> dict[str, int]:
+def activation_bytes(stage: str = "stage2", setting: PaperSetting = PaperSetting(), params: Any = None) -> dict[str, int]:
     """Activation bytes of one training forward at paper scale in bf16, traced with fake tensors.
 
     ``stage1``: F = 1 target frame, ReferenceNet trained (its activations counted);
@@ -172,14 +158,17 @@ def activation_bytes(stage: str = "stage2", setting: PaperSetting = PaperSetting
     from diffusers.models.resnet import ResnetBlock2D
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from .audio_proj import AudioProjection
-    from .emotion_embed import EmotionEmbedding
-    from .reference_net import ReferenceNet
-    from .unet import DenoisingUNet
+    from model.builder import (
+        ModelParams,
+        build_audio_proj,
+        build_denoising_unet,
+        build_emotion_embed,
+        build_reference_net,
+    )
 
     if stage not in ("stage1", "stage2"):
         raise ValueError("activation_bytes covers stage1 and stage2")
-    s = setting
+    s, params = setting, params or ModelParams()
     frames = 1 if stage == "stage1" else s.frames
     dtype = torch.bfloat16
     previous_dtype = torch.get_default_dtype()
@@ -187,8 +176,8 @@ def activation_bytes(stage: str = "stage2", setting: PaperSetting = PaperSetting
     with FakeTensorMode():
         torch.set_default_dtype(dtype)
         try:
-            unet, reference_net = DenoisingUNet(), ReferenceNet()
-            audio_proj, emotion_embed = AudioProjection(), EmotionEmbedding()
+            unet, reference_net = build_denoising_unet(params), build_reference_net()
+            audio_proj, emotion_embed = build_audio_proj(params), build_emotion_embed(params)
         finally:
             torch.set_default_dtype(previous_dtype)
         b, c, h = s.batch, unet.unet.config.in_channels, s.latent
@@ -252,5 +241,12 @@ def report(setting: PaperSetting = PaperSetting()) -> dict[str, Any]:
     }
 
 
+def main() -> int:
+    from bench.common import finish
+
+    finish("paper_scale", report())
+    return 0
+
+
 if __name__ == "__main__":  # pragma: no cover
-    print(json.dumps(report(), indent=2))
+    raise SystemExit(main())

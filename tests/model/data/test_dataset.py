@@ -1,103 +1,32 @@
-"""The training loader: windows, alignment of frames/audio/emotion/landmarks, sharding, resume, errors.
+"""ClipWindows: alignment of frames/audio/emotion/landmarks, sharding, resume, errors, decoding.
 
-Synthetic clips encode the frame index everywhere: frame i is a flat grey of level 8 + 3 i (H.264
-keeps it within +-1), and every per-frame sidecar row i holds i, so a sample proves which frames
+The toy shard tree (``toy.py``) encodes the frame index everywhere, so a sample proves which frames
 its tensors came from.
 """
 
 from __future__ import annotations
 
-import io
 import json
+import shutil
 import subprocess
-import wave
 
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from model.data import ClipWindows, DataParams, LoaderState, MissingFeatureError, model_pixels, stage2_indices, to_tensor
-from core.clip import Clip, canonical_json
-from core.shards import ShardParams, write_clip_shards, write_sidecars
+from core.shards import ShardFormatError, ShardLayout
+from model.data import (
+    ClipVideo,
+    ClipWindows,
+    DataParams,
+    LoaderState,
+    MissingFeatureError,
+    decode_frames,
+    model_pixels,
+)
 
-SIDE = 32
-FRAMES = {"c0": 14, "c1": 15, "c2": 40, "c3": 60, "c4": 33, "c5": 50, "c6": 20}
-UNSELECTED = "c5"
-
-
-def _level(i):
-    return 8 + 3 * i
-
-
-def _mp4(path, frames):
-    raw = np.concatenate([np.full((1, SIDE, SIDE, 3), _level(i), np.uint8) for i in range(frames)])
-    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{SIDE}x{SIDE}",
-                    "-r", "25", "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "10", "-g", "25",
-                    "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(path)], input=raw.tobytes(), check=True)
-
-
-def _npy(array):
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
-
-
-def _ok(key, values=None):
-    return ("json", canonical_json({"status": "ok", "key": key, "values": values or {}}).encode())
-
-
-def make_project(root, dropped=None):
-    """Clip shards (3 tars) + the five stage-2 sidecars in the agreed formats + a train split."""
-    media = root / "media"
-    media.mkdir(parents=True)
-    clips = []
-    for name, n in FRAMES.items():
-        mp4, wav, lm = media / f"{name}.mp4", media / f"{name}.wav", media / f"{name}.landmarks.npy"
-        _mp4(mp4, n)
-        with wave.open(str(wav), "wb") as w:
-            w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
-            w.writeframes(b"\0\0" * n * 640)
-        landmarks = np.zeros((n, 478, 3), np.float16)
-        landmarks[:, :, 0] = np.arange(n)[:, None]
-        np.save(lm, landmarks)
-        meta = {"encode": {"frames": n, "fps": 25, "sample_rate": 16000, "width": SIDE, "height": SIDE}, "source": {"speaker": name}}
-        clips.append(Clip(key=f"toy__{name}__0000000", dataset="toy", source=f"{name}.mp4", source_rel=f"{name}.mp4",
-                          source_hash=f"{len(clips):064d}", start=0.0, duration=n / 25, meta=meta,
-                          files={"mp4": str(mp4), "wav": str(wav), "landmarks.npy": str(lm)}))
-    clip_dir = root / "shards" / "clips" / "toy"
-    write_clip_shards(clip_dir, clips, [], ShardParams(max_count=3))
-    idx = {c.key: np.arange(FRAMES[c.key.split("__")[1]], dtype=np.float32) for c in clips}
-    per_feature = {
-        "audio_embed": lambda k, i: [("npy", _npy(np.repeat(i[:, None, None], 2, 1).repeat(3, 2).astype(np.float16)))],
-        "emotion_text": lambda k, i: [("frames.npy", _npy(np.stack([i / 100] + [np.zeros_like(i)] * 6, 1)))],
-        "emotion_speech": lambda k, i: [("frames.npy", _npy(np.stack([np.ones_like(i), i / 10, i, i], 1))),
-                                        ("probs.npy", _npy(np.zeros((2, 4), np.float32))), ("embed.npy", _npy(np.zeros((2, 8), np.float16)))],
-        "valence_arousal": lambda k, i: [("frames.npy", _npy(np.stack([i / 100, -i / 100, i * 0], 1))), ("segments.npy", _npy(np.zeros((2, 3), np.float32)))],
-        "caption": lambda k, i: [("text_states.npy", _npy(np.full((77, 8), len(k) % 7, np.float16))), ("sentence.npy", _npy(np.zeros(4, np.float32)))],
-    }
-    for feature, members in per_feature.items():
-        samples = {}
-        for key, i in idx.items():
-            if dropped and dropped == (feature, key):
-                samples[key] = [("json", canonical_json({"status": "dropped", "reason": "no_speech", "message": "x"}).encode())]
-            else:
-                samples[key] = [_ok(key)] + members(key, i)
-        write_sidecars(root / "shards" / "features" / feature / "toy", clip_dir, samples)
-    split = root / "shards" / "splits"
-    split.mkdir(parents=True)
-    with open(split / "train.jsonl", "w") as f:
-        for i, c in enumerate(sorted(clips, key=lambda c: c.key)):
-            if UNSELECTED not in c.key:
-                f.write(json.dumps({"dataset": "toy", "key": c.key, "shard": f"clips-{i // 3:06d}.tar", "frames": c.meta["encode"]["frames"],
-                                    "speaker": c.key}) + "\n")
-    return root
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("data"))
-
+from .toy import FRAMES, SIDE, UNSELECTED, level, make_project
 
 PARAMS = DataParams(size=SIDE, shuffle_buffer=4, samples_per_clip=2, seed=3)
 
@@ -128,9 +57,9 @@ def test_stage2_samples_have_documented_shapes_and_aligned_frames_audio_emotion_
         assert s["motion_index"].tolist() == np.clip(np.arange(f[0] - m, f[0]), 0, n - 1).tolist()
         assert 0 <= int(s["reference_index"]) < n
         # pixels are the frames the indices name
-        assert np.abs(_grey(s["frames"]) - _level(f)).max() <= 1.5
-        assert np.abs(_grey(s["motion_frames"]) - _level(s["motion_index"].numpy())).max() <= 1.5
-        assert abs(_grey(s["reference"][None])[0] - _level(int(s["reference_index"]))) <= 1.5
+        assert np.abs(_grey(s["frames"]) - level(f)).max() <= 1.5
+        assert np.abs(_grey(s["motion_frames"]) - level(s["motion_index"].numpy())).max() <= 1.5
+        assert abs(_grey(s["reference"][None])[0] - level(int(s["reference_index"]))) <= 1.5
         # audio: T + 2c rows whose centre rows are the window's frames; edges clamped like frame_windows
         a = s["audio_embed"]
         assert a.shape == (t + 2 * c, 2, 3) and a.dtype == torch.float32
@@ -144,6 +73,10 @@ def test_stage2_samples_have_documented_shapes_and_aligned_frames_audio_emotion_
         assert np.allclose(s["valence_arousal"].numpy(), np.stack([f / 100, -f / 100], 1), atol=1e-6)
         assert s["landmarks"].shape == (t, 478, 3) and s["landmarks"][:, 0, 0].tolist() == f.astype(float).tolist()
         assert s["text_states"].shape == (77, 8) and s["text_states"].dtype == torch.float32
+        # exactly the documented entries (no sidecar member that fills none, e.g. probs.npy, leaks in)
+        assert set(s) == {"dataset", "key", "frame_index", "motion_index", "reference_index", "audio_index", "frames",
+                          "motion_frames", "reference", "audio_embed", "text_emotion", "speech_emotion", "valence_arousal",
+                          "landmarks", "text_states", "worker", "position"}
     # the 14-frame clip can only start at 0 (motion frames clamped); the 15-frame clip only at 1
     assert {tuple(s["frame_index"].tolist())[0] for s in samples if "c0" in s["key"]} == {0}
     assert {tuple(s["frame_index"].tolist())[0] for s in samples if "c1" in s["key"]} == {1}
@@ -152,24 +85,7 @@ def test_stage2_samples_have_documented_shapes_and_aligned_frames_audio_emotion_
     assert batch["frames"].shape == (3, t, 3, SIDE, SIDE) and batch["audio_embed"].shape == (3, t + 2 * c, 2, 3)
 
 
-def test_window_indices_at_clip_edges():
-    p = DataParams(size=SIDE)
-    rng = np.random.default_rng(0)
-    starts = {int(stage2_indices(20, p, rng)["frame_index"][0]) for _ in range(300)}
-    assert starts == set(range(2, 7))  # [M, F - T]
-    with pytest.raises(ValueError, match="shorter than the 14-frame window"):
-        stage2_indices(13, p, rng)
-
-
-def test_uint8_pixels_are_the_float_frames_before_scaling(project):
-    bgr = np.zeros((4, 5, 3), np.uint8)
-    bgr[..., 0], bgr[..., 1], bgr[..., 2] = 10, 128, 255  # blue, green, red planes
-    raw, flt = to_tensor([bgr], bgr=True, dtype="uint8"), to_tensor([bgr], bgr=True)
-    assert raw.dtype == torch.uint8 and raw.shape == (1, 3, 4, 5)
-    assert raw[0, :, 0, 0].tolist() == [255, 128, 10]  # RGB
-    assert torch.allclose(model_pixels(raw), flt, atol=1e-6) and model_pixels(flt) is flt
-    assert flt[0, :, 0, 0].tolist() == pytest.approx([1.0, 128 / 127.5 - 1, 10 / 127.5 - 1], abs=1e-6)
-
+def test_uint8_samples_are_the_float_samples_before_scaling(project):
     as_float = list(ClipWindows(PARAMS, "stage2", shard_root=project / "shards", world_size=1, rank=0))
     as_uint8 = list(ClipWindows(DataParams(**{**PARAMS.__dict__, "pixels": "uint8"}), "stage2", shard_root=project / "shards",
                                 world_size=1, rank=0))
@@ -178,8 +94,6 @@ def test_uint8_pixels_are_the_float_frames_before_scaling(project):
         for name in ("frames", "motion_frames", "reference"):
             assert u[name].dtype == torch.uint8 and u[name].shape == f[name].shape
             assert torch.allclose(model_pixels(u[name]), f[name], atol=1e-6)
-    with pytest.raises(ValueError, match="pixels must be"):
-        DataParams(pixels="float16")
 
 
 def test_stage1_samples_and_resize(project):
@@ -188,8 +102,8 @@ def test_stage1_samples_and_resize(project):
     for s in samples:
         assert s["target"].shape == (3, 16, 16) and s["reference"].shape == (3, 16, 16) and s["motion_frames"].shape == (2, 3, 16, 16)
         assert int(s["reference_index"]) != int(s["frame_index"][0])
-        assert abs(_grey(s["target"][None])[0] - _level(int(s["frame_index"][0]))) <= 1.5
-        assert "audio_embed" not in s and s["text_states"].shape == (77, 8)
+        assert abs(_grey(s["target"][None])[0] - level(int(s["frame_index"][0]))) <= 1.5
+        assert "audio_embed" not in s and "landmarks" not in s and s["text_states"].shape == (77, 8)
 
 
 def test_order_is_deterministic_per_seed_and_workers_split_the_clips(project):
@@ -258,24 +172,33 @@ def test_resume_after_n_samples_with_dataloader_workers(project):
 def test_missing_feature_errors_name_the_clip_the_feature_and_the_fix(tmp_path):
     key = "toy__c2__0000000"
     root = make_project(tmp_path, dropped=("emotion_text", key))
-    ds = ClipWindows(PARAMS, "stage2", shard_root=root / "shards", world_size=1, rank=0)
-    with pytest.raises(MissingFeatureError, match=rf"clip toy/{key}: feature emotion_text is dropped \(no_speech\).*select.required_features"):
+    layout = ShardLayout(root / "shards")
+    ds = ClipWindows(PARAMS, "stage2", shard_root=layout.root, world_size=1, rank=0)
+    with pytest.raises(MissingFeatureError, match=rf"clip toy/{key}: feature emotion_text is dropped \(no_speech\), no "
+                                                  rf"{key}.frames.npy.*select.required_features"):
         list(ds)
     p = DataParams(size=SIDE, stage2_features=["audio_embed", "emotion_text"])
-    list(ClipWindows(DataParams(size=SIDE, stage2_features=["audio_embed"]), "stage2", shard_root=root / "shards", world_size=1, rank=0))
-    import shutil
-    shutil.rmtree(root / "shards" / "features" / "emotion_text")
+    list(ClipWindows(DataParams(size=SIDE, stage2_features=["audio_embed"]), "stage2", shard_root=layout.root, world_size=1, rank=0))
+    # a sidecar shard missing, then a sidecar out of step with its clip shard
+    shard = layout.sidecar_shard("audio_embed", "toy", "clips-000001.tar")
+    saved = shard.read_bytes()
+    shard.unlink()
+    with pytest.raises(MissingFeatureError, match=r"audio_embed sidecar of toy lacks shard clips-000001.tar.*extract@audio_embed-toy"):
+        list(ClipWindows(DataParams(size=SIDE, stage2_features=["audio_embed"]), "stage2", shard_root=layout.root, world_size=1, rank=0))
+    shard.write_bytes(layout.sidecar_shard("audio_embed", "toy", "clips-000000.tar").read_bytes())
+    with pytest.raises(ShardFormatError, match=r"the audio_embed sidecar is not aligned.*extract@audio_embed-toy"):
+        list(ClipWindows(DataParams(size=SIDE, stage2_features=["audio_embed"]), "stage2", shard_root=layout.root, world_size=1, rank=0))
+    shard.write_bytes(saved)
+    shutil.rmtree(layout.features_root / "emotion_text")
     with pytest.raises(MissingFeatureError, match=r"emotion_text has no sidecar for dataset toy.*extract@emotion_text-toy"):
-        ClipWindows(p, "stage2", shard_root=root / "shards")
-    with pytest.raises(ValueError, match="unknown feature 'emotions'"):
-        DataParams(stage2_features=["emotions"])
+        ClipWindows(p, "stage2", shard_root=layout.root)
+    with pytest.raises(MissingFeatureError, match=r"feature emotions has no sidecar for dataset toy.*data.stage2_features"):
+        ClipWindows(DataParams(stage2_features=["emotions"]), "stage2", shard_root=layout.root)
 
 
 def test_indexed_decode_equals_opencv_seek_decode(tmp_path):
     """ClipVideo (IDR-start Annex-B stream, unwanted non-reference frames left out) gives the very
     pixels of OpenCV's seek path, on a B-frame stream with scene-cut keyframes between the GOP ones."""
-    from model.data import ClipVideo, decode_frames
-
     path = tmp_path / "noise.mp4"
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (4, 48, 48, 3), np.uint8)
@@ -299,24 +222,12 @@ def test_indexed_decode_equals_opencv_seek_decode(tmp_path):
         ClipVideo(b"not an mp4")
 
 
-def test_keyframe_reference_is_uniform_over_keyframes(project):
-    keyframes = np.array([0, 25, 50, 69, 94])
-    p = DataParams(size=SIDE, stage2_reference="keyframe")
-    rng = np.random.default_rng(1)
-    refs = [int(stage2_indices(100, p, rng, keyframes)["reference_index"]) for _ in range(2000)]
-    counts = np.array([refs.count(k) for k in keyframes])
-    assert set(refs) == set(keyframes.tolist()) and counts.min() > 0.8 * 400 and counts.max() < 1.2 * 400
-    refs_any = {int(stage2_indices(100, DataParams(size=SIDE, stage2_reference="any"), rng, keyframes)["reference_index"]) for _ in range(2000)}
-    assert len(refs_any) == 100
-    # in the loader: references are IDR frames of their clip (read from its mp4), and their pixels are that frame
-    from model.data import ClipVideo
-
+def test_keyframe_references_in_the_loader_are_idr_frames_of_their_clip(project):
+    """References are IDR frames of their clip (read from its mp4), and their pixels are that frame."""
     samples = list(ClipWindows(DataParams(**{**PARAMS.__dict__, "stage2_reference": "keyframe", "samples_per_clip": 6}), "stage2",
                                shard_root=project / "shards", world_size=1, rank=0))
     assert {int(s["reference_index"]) for s in samples} - {0}  # not only the first frame
     for s in samples:
         name = s["key"].split("__")[1]
         assert int(s["reference_index"]) in ClipVideo((project / "media" / f"{name}.mp4").read_bytes()).keyframes.tolist()
-        assert abs(_grey(s["reference"][None])[0] - _level(int(s["reference_index"]))) <= 1.5
-    with pytest.raises(ValueError, match="stage2_reference"):
-        DataParams(stage2_reference="nearest")
+        assert abs(_grey(s["reference"][None])[0] - level(int(s["reference_index"]))) <= 1.5
