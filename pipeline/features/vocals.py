@@ -68,7 +68,7 @@ WEIGHTS = (ModelSpec(
 
 
 #: the sidecar members this feature writes (besides the json), written to members.json by extract
-MEMBERS = (Member("vocals.wav", doc="the vocals track, 16 kHz mono PCM"),)
+MEMBERS = (Member("wav", doc="the vocals track, 16 kHz mono PCM (files[\"vocals.wav\"] of the clip)"),)
 
 
 @dataclass(frozen=True)

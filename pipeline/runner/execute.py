@@ -21,7 +21,7 @@ from pipeline.steps import Resources, Step, as_result
 if TYPE_CHECKING:
     from pipeline.runner.schedule import ChainRun
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pipeline.runner")  # one logger name for the package, as in the stage logs
 
 
 class StepSetupError(RuntimeError):

@@ -16,7 +16,7 @@ from pipeline.runner.ray_backend import RayBackend
 from pipeline.runner.schedule import ChainRun, StepOutcome
 from pipeline.steps import Resources, Step
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pipeline.runner")  # one logger name for the package, as in the stage logs
 
 
 class Backend(Protocol):
