@@ -257,21 +257,21 @@ def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, An
                             ("split", pa.string()), ("reason", pa.string()), ("message", pa.string())])
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp / layout.decisions.name)
 
-    report = summary(rows, p, checked)
+    report = summary(rows, p, checked, face)
     report["tiny_scores_ignored"] = sorted(ignored_tiny)
     report["seconds"] = round(time.perf_counter() - t0, 3)
     write_json(root / "reports" / "select" / "select.json", report)
     return report
 
 
-def summary(rows: list[dict[str, Any]], p: SelectParams, checked: set[str]) -> dict[str, Any]:
+def summary(rows: list[dict[str, Any]], p: SelectParams, checked: set[str], face: FaceFilterParams = FaceFilterParams()) -> dict[str, Any]:
     """``select.json``: kept clips, hours and speakers per split, dropped clips by reason."""
     kept = {s: [r for r in rows if r["split"] == s] for s in SPLITS}
     dropped: dict[str, int] = {}
     for r in rows:
         if r["reason"]:
             dropped[r["reason"]] = dropped.get(r["reason"], 0) + 1
-    columns = {c for _, c, lo, hi in _checks(p) + _late_checks(p) if lo is not None or hi is not None}
+    columns = {c for _, c, lo, hi in _checks(p, face) + _late_checks(p) if lo is not None or hi is not None}
     return {
         "stage": "select", "inputs": len(rows), "kept": sum(len(v) for v in kept.values()),
         "dropped": sum(dropped.values()), "dropped_by_reason": dict(sorted(dropped.items())),
