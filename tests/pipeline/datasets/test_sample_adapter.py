@@ -43,7 +43,7 @@ def test_lists_the_manifest_files_with_their_metadata(tmp_path: Path) -> None:
 def test_missing_manifest_names_the_file_and_the_fix(tmp_path: Path) -> None:
     raw = tmp_path / "sample"
     raw.mkdir()
-    with pytest.raises(DatasetError, match=r"sample\.json.*python -m pipeline\.sample"):
+    with pytest.raises(DatasetError, match=r"sample\.json.*python -m pipeline\.demo_data"):
         adapter.list_sources(raw, adapter.Options())
 
 
