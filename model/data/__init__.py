@@ -27,6 +27,8 @@ Stage 2 sample (T = ``target_frames`` = 14, M = ``motion_frames`` = 2, c = ``aud
                                                      segments with ``fit_segments``) and the emo-loss target
     landmarks       (T, 478, 3) float32               MediaPipe landmarks of the window in output pixels
     text_states     (77, D) float32                   caption's CLIP text states
+    audio           (T x 640,) float32                the window's own 16 kHz samples (``raw_audio``; the sync
+                                                     loss's audio input), zero-padded past the clip's end
 
 The feature entries are not listed here but declared by the extractors: each sidecar folder's
 ``members.json`` (written by the extract stage from the extractor's ``MEMBERS``) names the members

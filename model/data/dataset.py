@@ -18,6 +18,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import soundfile as sf
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -95,7 +96,7 @@ class ClipWindows(IterableDataset):
                 raise MissingFeatureError(f"{path} not found: the {f} sidecar of {dataset} lacks shard {shard} "
                                           f"(re-run `dvc repro extract@{f}-{dataset}`)")
         read = {f.name: f.read for f in features}
-        clip_read = _CLIP_READ[self.stage]
+        clip_read = _CLIP_READ[self.stage] | ({"wav"} if self.stage == "stage2" and self.p.raw_audio else set())
         for sample in zip_sidecars(self.layout.clip_shard(dataset, shard), sides, keep=clip_read.__contains__,
                                    keep_sidecar=lambda f, ext: ext in read[f]):
             if (dataset, sample["__key__"]) in self.selected:
@@ -208,10 +209,30 @@ class ClipWindows(IterableDataset):
         else:
             out["frames"] = window
             out["landmarks"] = self._landmarks(clip, frames, idx["frame_index"])
+            if p.raw_audio:
+                out["audio"] = self._audio(clip, int(idx["frame_index"][0]), p.target_frames)
         where = (dataset, key, self.stage)
         for feature in self.sample_features[dataset]:
             fill(out, clip[feature.name], feature, idx, frames, p, where)
         return out
+
+    def _audio(self, clip: dict[str, Any], start: int, count: int) -> torch.Tensor:
+        """The 16 kHz samples of frames ``start .. start+count-1`` (``count x rate / fps``, zero-padded past the
+        end of the wav, which ingest cut to the clip's length): decoded once per clip."""
+        if "__audio__" not in clip:
+            dataset, key = clip["__dataset__"], clip["__key__"]
+            if "wav" not in clip:
+                raise MissingFeatureError(f"clip {dataset}/{key}: no {key}.wav in its clip shard (data.raw_audio needs it)")
+            wav, rate = sf.read(io.BytesIO(clip["wav"]), dtype="float32", always_2d=True)
+            fps = json.loads(clip["json"]).get("meta", {}).get("encode", {}).get("fps") or 25
+            if rate % fps:
+                raise ValueError(f"clip {dataset}/{key}: {rate} Hz audio is not a whole number of samples per frame at {fps} fps")
+            clip["__audio__"] = (wav.mean(axis=1), rate // fps)
+        wav, per_frame = clip["__audio__"]
+        out = np.zeros(count * per_frame, np.float32)
+        piece = wav[start * per_frame:(start + count) * per_frame]
+        out[:len(piece)] = piece
+        return torch.from_numpy(out)
 
     def _landmarks(self, clip: dict[str, Any], frames: int, index: np.ndarray) -> torch.Tensor:
         """Landmark targets of the window in output pixels (the clip shard's ``landmarks.npy``, scaled

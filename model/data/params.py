@@ -39,6 +39,9 @@ class DataParams:
     # with several ranks, every global worker yields the same number of samples per epoch (len(clips) x
     # samples_per_clip // workers), so no rank waits at a collective for one that ran out of data
     equal_rank_epochs: bool = True
+    # stage 2: the window's own 16 kHz samples as ``audio`` (T x sample_rate / fps,) float32, the input of the
+    # sync loss's audio branch (the SyncNet MFCC windows of the generated frames' driving audio)
+    raw_audio: bool = True
 
     def __post_init__(self) -> None:
         for name in ("stage1_features", "stage2_features"):

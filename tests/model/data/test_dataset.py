@@ -73,10 +73,13 @@ def test_stage2_samples_have_documented_shapes_and_aligned_frames_audio_emotion_
         assert np.allclose(s["valence_arousal"].numpy(), np.stack([f / 100, -f / 100], 1), atol=1e-6)
         assert s["landmarks"].shape == (t, 478, 3) and s["landmarks"][:, 0, 0].tolist() == f.astype(float).tolist()
         assert s["text_states"].shape == (77, 8) and s["text_states"].dtype == torch.float32
+        # the window's own 16 kHz samples: 640 per frame, frame i's samples say i
+        assert s["audio"].shape == (t * 640,) and s["audio"].dtype == torch.float32
+        assert np.allclose(s["audio"].numpy().reshape(t, 640), (f * 100 / 32768.0)[:, None])
         # exactly the documented entries (no sidecar member that fills none, e.g. probs.npy, leaks in)
         assert set(s) == {"dataset", "key", "frame_index", "motion_index", "reference_index", "audio_index", "frames",
                           "motion_frames", "reference", "audio_embed", "text_emotion", "speech_emotion", "valence_arousal",
-                          "landmarks", "text_states", "worker", "position"}
+                          "landmarks", "text_states", "audio", "worker", "position"}
     # the 14-frame clip can only start at 0 (motion frames clamped); the 15-frame clip only at 1
     assert {tuple(s["frame_index"].tolist())[0] for s in samples if "c0" in s["key"]} == {0}
     assert {tuple(s["frame_index"].tolist())[0] for s in samples if "c1" in s["key"]} == {1}

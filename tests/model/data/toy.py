@@ -95,7 +95,7 @@ def make_project(root, dropped=None):
         mp4(video, n)
         with wave.open(str(wav), "wb") as w:
             w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
-            w.writeframes(b"\0\0" * n * 640)
+            w.writeframes(np.repeat(np.arange(n, dtype="<i2") * 100, 640).tobytes())  # frame i's samples say i
         landmarks = np.zeros((n, 478, 3), np.float16)
         landmarks[:, :, 0] = np.arange(n)[:, None]
         np.save(lm, landmarks)
