@@ -17,7 +17,8 @@ them brings clips back by re-running only the cheap ``face_filter`` ingest step.
 Checks, first failing one wins (reason in brackets): duration (``too_short``, ``too_long``),
 face (``no_face``, ``multi_face``, ``face_too_small``, ``profile`` for yaw or pitch), required
 features (``feature:<f>:<status>`` when a feature in ``required_features`` is not ``ok`` for the
-clip), music ratio (``music``), speech ratio (``no_speech``), then the generic ``scores`` map
+clip), music ratio (``music``), speech ratio (``no_speech``), the ground truth's SyncNet confidence
+and |offset| (``out_of_sync``), then the generic ``scores`` map
 (``score:<column>``). A threshold whose score column is absent or empty for a clip (the step or
 feature did not run or was disabled) is not applied; ``select.json`` lists such thresholds as
 ``unchecked``. Scores of a feature computed with tiny stand-in weights are not applied either
@@ -80,6 +81,11 @@ class SelectParams:
     max_duration: Optional[float] = 20.0
     max_music_ratio: Optional[float] = 0.5  # score_vocals_music_ratio
     min_speech_ratio: Optional[float] = 0.3  # score_speech_ratio
+    # the ground truth's own SyncNet confidence and |offset| (features.sync): an out-of-sync source is a classic
+    # bad training clip. Applied only to scores from real weights (tiny_scores); 3 is the usual floor of
+    # talking-head data filtering (LatentSync keeps clips above 3), HDTF sits around 7-9.
+    min_sync_confidence: Optional[float] = 3.0  # score_sync_confidence
+    max_sync_offset: Optional[float] = 3.0  # score_sync_offset_abs (frames at 25 fps)
     scores: dict[str, Range] = field(default_factory=dict)  # any other column: {score_x: {min, max}}
     required_features: list[str] = field(default_factory=list)  # a clip whose sidecar is not ok is dropped
     # Scores computed with tiny (randomly initialised) stand-in weights measure nothing: "ignore" leaves
@@ -113,6 +119,8 @@ def _late_checks(p: SelectParams) -> list[tuple[str, str, Optional[float], Optio
     out = [
         ("music", "score_vocals_music_ratio", None, p.max_music_ratio),
         ("no_speech", "score_speech_ratio", p.min_speech_ratio, None),
+        ("out_of_sync", "score_sync_confidence", p.min_sync_confidence, None),
+        ("out_of_sync", "score_sync_offset_abs", None, p.max_sync_offset),
     ]
     out += [(f"score:{col}", col, r.min, r.max) for col, r in sorted(p.scores.items())]
     return out

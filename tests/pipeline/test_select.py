@@ -51,7 +51,9 @@ def _write_project(root, datasets, extra_select=None):
             pq.write_table(pa.Table.from_pylist(side), d / "manifest.parquet")
     entries = {name: {"adapter": "folder", "raw_dir": "raw", **({"test_only": True} if name.endswith("eval") else {})} for name in datasets}
     params = {"shards": {"root": "shards"}, "datasets": entries,
-              "select": {"seed": 0, "val_fraction": 0.2, "test_fraction": 0.2, **(extra_select or {})}}
+              "select": {"seed": 0, "val_fraction": 0.2, "test_fraction": 0.2,
+                         "min_sync_confidence": None, "max_sync_offset": None,  # no sync sidecar in these projects
+                         **(extra_select or {})}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return params
 
