@@ -15,6 +15,9 @@ Today's judges:
   j-hartmann/emotion-english-distilroberta-base): class probabilities per text. E_t.
 * :mod:`judges.clip_text`: the SD 1.5 CLIP text encoder + tokenizer: last hidden states ``(N, 77, D)``
   of a caption (the ReferenceNet's text context).
+* :mod:`judges.face_va`: EmoNet (face-analysis/emonet ``emonet_8.pth``, CC-BY-NC-ND-4.0): 8 expression probabilities + valence/arousal of a 256 face crop (emo loss, CCC).
+* :mod:`judges.action_units`: LibreFace AU detector (ResNet-18, BP4D, USC research licence): 12 AU probabilities of a 224 aligned crop (AU loss, AU F1).
+* :mod:`judges.sync`: SyncNet (joonson/syncnet_python ``syncnet_v2.model``, MIT): offset/confidence (LSE-C/D), soft offset + location (sync loss, eq. 2).
 
 Planned (paper section 3, DESIGN 6 and 9): ``sync`` (frame-level SyncNet: sync loss, LSE-C/D),
 ``action_units`` (AU detector: AU loss and metric), ``face_3d`` (Deep3DFaceRecon expression
