@@ -52,10 +52,12 @@ class ModelSpec:
     files: tuple[str, ...]  # files a complete paper folder has (relative paths)
     make_tiny: Callable[[Path, int], None] | None = None  # writes the tiny stand-in into a folder
     tiny_files: tuple[str, ...] | None = None  # files of the tiny folder, if they differ from ``files``
-    repo_id: str = ""  # Hugging Face repo (or other source) of the real weights
+    repo_id: str = ""  # Hugging Face hub repo of the real weights (``fetch`` downloads ``files`` from it)
     revision: str = ""  # pinned revision for ``fetch``
     licence: str = ""
     bundled: bool = False  # real weights ship inside an installed package (mediapipe, silero-vad)
+    url: str = ""  # where the real weights come from when not on the hub (a release URL, a project page)
+    sha256: str = ""  # of the main checkpoint file, when published or measured (recorded in the manifest)
 
     def required(self, profile: str) -> tuple[str, ...]:
         return self.tiny_files if profile == "tiny" and self.tiny_files is not None else self.files
@@ -78,7 +80,7 @@ def verify(spec: ModelSpec, path: Path, profile: str) -> Path:
         if profile == "tiny":
             fix = "run `python -m pipeline.weights build` (or delete the folder to regenerate it)"
         else:
-            source = f"{spec.repo_id}@{spec.revision or 'main'}" if spec.repo_id else "its source"
+            source = f"{spec.repo_id}@{spec.revision or 'main'}" if spec.repo_id else spec.url or "its source"
             fix = (f"copy the real model ({source}) there: `python -m pipeline.weights fetch` on a machine with "
                    f"internet, then sync the folder; expected files: {', '.join(required)}")
         raise WeightsError(f"weights folder {path} for '{spec.name}' {what}; {fix}")

@@ -280,8 +280,7 @@ def make_tiny_sync(folder: Path, seed: int) -> None:
 
 SPEC = ModelSpec(
     "syncnet_v2", files=(FILE,), make_tiny=make_tiny_sync,
-    repo_id=URL,  # not a Hugging Face repo: download_model.sh's URL (joonson/syncnet_python)
-    revision="",
+    url=URL,  # not on the Hugging Face hub: what joonson/syncnet_python's download_model.sh fetches
     licence="MIT (joonson/syncnet_python LICENSE.md)",
 )
 
