@@ -114,7 +114,7 @@ def test_tiny_stand_in_is_the_same_format_and_deterministic(folder, judge, tmp_p
 
 def test_judge_is_frozen_and_imports_cheaply(judge):
     assert not judge.model.training and not any(p.requires_grad for p in judge.model.parameters())
-    assert sync.SPEC.name == "syncnet_v2" and sync.SPEC.files == ("syncnet_v2.model",) and sync.SPEC.repo_id == sync.URL
+    assert sync.SPEC.name == "syncnet_v2" and sync.SPEC.files == ("syncnet_v2.model",) and sync.SPEC.url == sync.URL and not sync.SPEC.repo_id
     assert "Input" in sync.__doc__ and "Output" in sync.__doc__
     for out in (sync.SyncEmbeddings, sync.SyncScore, sync.SoftSync):
         assert out.__dataclass_params__.frozen
