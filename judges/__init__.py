@@ -18,6 +18,8 @@ Today's judges:
 * :mod:`judges.face_va`: EmoNet (face-analysis/emonet ``emonet_8.pth``, CC-BY-NC-ND-4.0): 8 expression probabilities + valence/arousal of a 256 face crop (emo loss, CCC).
 * :mod:`judges.action_units`: LibreFace AU detector (ResNet-18, BP4D, USC research licence): 12 AU probabilities of a 224 aligned crop (AU loss, AU F1).
 * :mod:`judges.sync`: SyncNet (joonson/syncnet_python ``syncnet_v2.model``, MIT): offset/confidence (LSE-C/D), soft offset + location (sync loss, eq. 2).
+* :mod:`judges.i3d`: StyleGAN-V's FVD detector ``i3d_torchscript.pt`` (TorchScript Kinetics-400 I3D, Apache-2.0 weights): ``(N, 400)`` features of ``(N, 3, 16, H, W)`` [0, 255] clips; ``clips`` samples them (FVD).
+* :mod:`judges.clip_image`: CLIP ViT-L/14 vision tower + projection (openai/clip-vit-large-patch14, MIT): ``(N, 768)`` image embeddings (attr-action loss, reference image).
 
 Planned (paper section 3, DESIGN 6 and 9): ``sync`` (frame-level SyncNet: sync loss, LSE-C/D),
 ``action_units`` (AU detector: AU loss and metric), ``face_3d`` (Deep3DFaceRecon expression

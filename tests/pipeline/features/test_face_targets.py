@@ -59,7 +59,8 @@ def project(tmp_path_factory):
     params = {
         "runner": {"local": True, "progress": False}, "cache": {"dir": "cache"}, "shards": {"root": "shards"},
         "weights": {"profile": "tiny", "dir": "weights", "backbone": False},
-        "features": {"sync": {"frame_batch": 16}},
+        "features": {"sync": {"frame_batch": 16}, "face_va": {"frame_batch": 16},
+                     "action_units": {"frame_batch": 16, "frame_stride": 3}},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
@@ -93,3 +94,27 @@ def test_sync_writes_per_frame_embeddings_and_scores_and_hits_the_cache(project)
         assert abs(row["score_sync_offset"]) == row["score_sync_offset_abs"] <= 15
     again = extract.run("sync", "toy", root=project, params_file=project / "params.yaml")
     assert again["steps"]["sync"]["cached"] == 2 and again["steps"]["sync"]["computed"] == 0
+
+
+@pytest.mark.parametrize("feature, entries", [
+    ("face_va", {"frames.npy": (2, -1.0, 1.0), "expression.npy": (8, 0.0, 1.0)}),
+    ("action_units", {"frames.npy": (12, 0.0, 1.0)}),
+])
+def test_face_judges_write_one_row_per_frame(project, feature, entries):
+    report = extract.run(feature, "toy", root=project, params_file=project / "params.yaml")
+    assert report["kept"] == 2 and report["tiny_weights"] is True
+    samples, rows, members = _sidecar(project, feature)
+    assert sorted(m.name for m in members) == sorted(entries)
+    stride = yaml.safe_load((project / "params.yaml").read_text())["features"][feature].get("frame_stride", 1)
+    for seconds, (key, s) in zip(DURATIONS, sorted(samples.items())):
+        frames = int(round(seconds * 25))
+        body = json.loads(s["json"])
+        assert body["status"] == "ok" and body["values"]["frames"] == frames and body["values"]["frame_stride"] == stride
+        for name, (width, lo, hi) in entries.items():
+            array = np.load(io.BytesIO(s[name]))
+            assert array.shape == (frames, width) and array.dtype == np.float32
+            assert np.isfinite(array).all() and array.min() >= lo and array.max() <= hi
+            if stride > 1:  # judged frames 0, k, 2k ... and the last; the others copy the nearest
+                assert (array[1] == array[0]).all() and (array[2] == array[3]).all()
+        if feature == "face_va":
+            assert np.allclose(np.load(io.BytesIO(s["expression.npy"])).sum(axis=1), 1.0, atol=1e-5)
