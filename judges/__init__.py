@@ -20,6 +20,9 @@ Today's judges:
 * :mod:`judges.sync`: SyncNet (joonson/syncnet_python ``syncnet_v2.model``, MIT): offset/confidence (LSE-C/D), soft offset + location (sync loss, eq. 2).
 * :mod:`judges.i3d`: StyleGAN-V's FVD detector ``i3d_torchscript.pt`` (TorchScript Kinetics-400 I3D, Apache-2.0 weights): ``(N, 400)`` features of ``(N, 3, 16, H, W)`` [0, 255] clips; ``clips`` samples them (FVD).
 * :mod:`judges.clip_image`: CLIP ViT-L/14 vision tower + projection (openai/clip-vit-large-patch14, MIT): ``(N, 768)`` image embeddings (attr-action loss, reference image).
+* :mod:`judges.face_3d`: Deep3DFaceRecon R-Net (``epoch_20.pth['net_recon']``, ResNet-50, MIT code): 257 coefficients, ``expression (N, 64)``, of a 224 crop aligned by 5 MediaPipe points (E-FID).
+* :mod:`judges.lpips`: LPIPS(net='alex', version='0.1') (torchvision AlexNet + ``v0.1/alex.pth``, BSD): ``(N,)`` distances of [-1, 1] image pairs (LPIPS).
+* :mod:`judges.inception`: pytorch-fid's FID Inception-v3 (``pt_inception-2015-12-05-6726825d.pth``, Apache-2.0): pool3 ``(N, 2048)`` of [0, 1] images, resized to 299 inside (FID).
 
 Planned (paper section 3, DESIGN 6 and 9): ``sync`` (frame-level SyncNet: sync loss, LSE-C/D),
 ``action_units`` (AU detector: AU loss and metric), ``face_3d`` (Deep3DFaceRecon expression

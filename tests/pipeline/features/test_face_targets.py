@@ -60,7 +60,7 @@ def project(tmp_path_factory):
         "runner": {"local": True, "progress": False}, "cache": {"dir": "cache"}, "shards": {"root": "shards"},
         "weights": {"profile": "tiny", "dir": "weights", "backbone": False},
         "features": {"sync": {"frame_batch": 16}, "face_va": {"frame_batch": 16},
-                     "action_units": {"frame_batch": 16, "frame_stride": 3}},
+                     "action_units": {"frame_batch": 16, "frame_stride": 3}, "clip_image": {"frame_batch": 16}},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
@@ -99,6 +99,7 @@ def test_sync_writes_per_frame_embeddings_and_scores_and_hits_the_cache(project)
 @pytest.mark.parametrize("feature, entries", [
     ("face_va", {"frames.npy": (2, -1.0, 1.0), "expression.npy": (8, 0.0, 1.0)}),
     ("action_units", {"frames.npy": (12, 0.0, 1.0)}),
+    ("clip_image", {"frames.npy": (16, -1.0, 1.0)}),
 ])
 def test_face_judges_write_one_row_per_frame(project, feature, entries):
     report = extract.run(feature, "toy", root=project, params_file=project / "params.yaml")
@@ -112,9 +113,12 @@ def test_face_judges_write_one_row_per_frame(project, feature, entries):
         assert body["status"] == "ok" and body["values"]["frames"] == frames and body["values"]["frame_stride"] == stride
         for name, (width, lo, hi) in entries.items():
             array = np.load(io.BytesIO(s[name]))
-            assert array.shape == (frames, width) and array.dtype == np.float32
+            declared = next(m for m in members if m.name == name)
+            assert array.shape == (frames, width) and array.dtype == np.dtype(declared.dtype)
             assert np.isfinite(array).all() and array.min() >= lo and array.max() <= hi
             if stride > 1:  # judged frames 0, k, 2k ... and the last; the others copy the nearest
                 assert (array[1] == array[0]).all() and (array[2] == array[3]).all()
+        if feature == "clip_image":
+            assert np.allclose(np.linalg.norm(np.load(io.BytesIO(s["frames.npy"])).astype(np.float32), axis=1), 1.0, atol=2e-3)
         if feature == "face_va":
             assert np.allclose(np.load(io.BytesIO(s["expression.npy"])).sum(axis=1), 1.0, atol=1e-5)
