@@ -24,10 +24,8 @@ Today's judges:
 * :mod:`judges.lpips`: LPIPS(net='alex', version='0.1') (torchvision AlexNet + ``v0.1/alex.pth``, BSD): ``(N,)`` distances of [-1, 1] image pairs (LPIPS).
 * :mod:`judges.inception`: pytorch-fid's FID Inception-v3 (``pt_inception-2015-12-05-6726825d.pth``, Apache-2.0): pool3 ``(N, 2048)`` of [0, 1] images, resized to 299 inside (FID).
 
-Planned (paper section 3, DESIGN 6 and 9): ``sync`` (frame-level SyncNet: sync loss, LSE-C/D),
-``action_units`` (AU detector: AU loss and metric), ``face_3d`` (Deep3DFaceRecon expression
-coefficients), ``face_va`` (EmoNet visual valence/arousal: the trainable emo loss, CCC metrics),
-``lpips``, ``inception`` (FID), ``i3d`` (FVD), ``clip_image`` (attr-action loss).
+Every network of the paper's losses (eq. 2-5) and Table-1 metrics is here; their ground-truth
+targets are cached by the ``sync``, ``face_va``, ``action_units`` and ``clip_image`` features.
 
 The contract, kept plain (no registry, no base class to inherit): a judge module defines
 
