@@ -42,6 +42,7 @@ class WeightsParams:
     dir: str = "weights"
     seed: int = 0  # seed of the tiny stand-ins
     backbone: bool = True  # build/verify the SD 1.5 folder the network is initialised from
+    judges: bool = True  # build/verify every judge (losses and metrics need them), not only those the features use
 
 
 @dataclass(frozen=True)

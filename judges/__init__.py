@@ -70,3 +70,17 @@ def freeze(module: Any) -> Any:
     module.eval()
     module.requires_grad_(False)
     return module
+
+
+def names() -> list[str]:
+    """Every judge module of the package, by name (private helpers, ``_*``, left out); no import."""
+    import pkgutil
+
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def specs() -> list[ModelSpec]:
+    """The ``SPEC`` of every judge (imports each judge module: torch and transformers)."""
+    import importlib
+
+    return [importlib.import_module(f"{__name__}.{name}").SPEC for name in names()]

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 # -- which models the configured pipeline needs --------------------------------------------------
 def configured_specs(data: dict[str, Any]) -> list[ModelSpec]:
-    """The SD 1.5 backbone the network starts from, then every enabled feature's ``WEIGHTS``."""
+    """The SD 1.5 backbone the network starts from, every enabled feature's ``WEIGHTS``, then every judge
+    (``weights.judges``: the losses and metrics need those the features do not)."""
     from core.sd15 import weights_spec
     from pipeline.features import load_module
 
@@ -46,6 +47,11 @@ def configured_specs(data: dict[str, Any]) -> list[ModelSpec]:
         else:
             feature_specs = getattr(module, "WEIGHTS", ())
         for spec in feature_specs:
+            specs.setdefault(spec.name, spec)
+    if data.get("weights", {}).get("judges", True):
+        import judges
+
+        for spec in judges.specs():
             specs.setdefault(spec.name, spec)
     return list(specs.values())
 

@@ -80,7 +80,12 @@ def test_a_failing_generator_leaves_no_folder(tmp_path):
 def test_weights_build_writes_a_manifest_of_configured_models(project):
     data = yaml.safe_load((project / "params.yaml").read_text())
     manifest = weights_stage.build(data, WeightsParams(profile="tiny", dir="weights"), project)
-    backbone, entry = manifest["models"]
+    import judges
+
+    backbone, entry, *judge_entries = manifest["models"]
+    # every judge too (weights.judges, on by default): the losses and metrics need them, tiny and recorded with a source
+    assert sorted(e["name"] for e in judge_entries) == sorted(s.name for s in judges.specs() if s.name != backbone["name"])
+    assert all(e["tiny"] and e["licence"] and (e["repo_id"] or e.get("url")) for e in judge_entries)
     assert backbone["name"] == "stable-diffusion-v1-5" and backbone["tiny"]
     assert entry["name"] == "fake_wav2vec2" and entry["tiny"] and len(entry["sha256"]) == 64
     from core.sd15 import verify_sd15_folder
