@@ -6,6 +6,7 @@ A diffusers SD 1.5 folder (``stable-diffusion-v1-5`` or the tiny stand-in of ``c
     vae/           config.json + diffusion_pytorch_model.safetensors (or .bin)
     text_encoder/  config.json + model.safetensors (or pytorch_model.bin)
     tokenizer/     vocab.json + merges.txt, or tokenizer.json
+    scheduler/     scheduler_config.json (the noise schedule training and sampling share)
 
 The layout and its verification live here, below both ``pipeline`` (the ``weights`` stage builds
 or verifies the folder) and ``model`` (:mod:`model.builder` loads every component from it).
@@ -73,6 +74,7 @@ SD15_REQUIRED_FILES: dict[str, list[tuple[str, ...]]] = {
     "vae": [("config.json",), ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")],
     "text_encoder": [("config.json",), ("model.safetensors", "pytorch_model.bin")],
     "tokenizer": [("vocab.json", "tokenizer.json"), ("merges.txt", "tokenizer.json")],
+    "scheduler": [("scheduler_config.json",)],  # the training noise schedule (model.training.objective)
 }
 
 
@@ -111,7 +113,7 @@ def weights_spec() -> Any:
         name="stable-diffusion-v1-5",
         files=("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "vae/config.json",
                "vae/diffusion_pytorch_model.safetensors", "text_encoder/config.json", "text_encoder/model.safetensors",
-               "tokenizer/vocab.json", "tokenizer/merges.txt"),
+               "tokenizer/vocab.json", "tokenizer/merges.txt", "scheduler/scheduler_config.json"),
         make_tiny=_write_tiny,
         repo_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
         licence="CreativeML OpenRAIL-M",

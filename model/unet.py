@@ -51,6 +51,27 @@ ADDED_MODULE_TYPES: dict[str, type] = {
 }
 
 
+#: diffusers calls that replace every attention processor (or fuse q/k/v) and so silently drop the added
+#: reference/temporal/audio/emotion attentions of the DenoisingUNet (DESIGN 6).
+PROCESSOR_REPLACING_CALLS = ("set_attn_processor", "set_default_attn_processor", "fuse_qkv_projections",
+                             "unfuse_qkv_projections", "enable_xformers_memory_efficient_attention")
+
+
+def _refuse(self: Any, *args: Any, **kwargs: Any) -> None:
+    raise RuntimeError(f"{type(self).__name__}: diffusers' processor-replacing calls ({', '.join(PROCESSOR_REPLACING_CALLS)}) "
+                       "would silently drop the added reference/temporal/audio/emotion attentions of the DenoisingUNet; "
+                       "set a processor on one Attention with Attention.set_processor, keeping the model.attention "
+                       "processors (DESIGN 6)")
+
+
+class BackboneUNet(UNet2DConditionModel):
+    """The DenoisingUNet's SD 1.5 backbone: ``UNet2DConditionModel`` refusing the calls that replace its
+    attention processors (:data:`PROCESSOR_REPLACING_CALLS`)."""
+
+    set_attn_processor = set_default_attn_processor = fuse_qkv_projections = unfuse_qkv_projections = _refuse
+    enable_xformers_memory_efficient_attention = _refuse
+
+
 @dataclass
 class DenoisingUNetOutput(BaseOutput):
     """``sample``: ``(B, C, F, H, W)``, the prediction (epsilon or v) for every frame."""
@@ -75,7 +96,7 @@ class DenoisingUNet(ModelMixin, ConfigMixin):
         super().__init__()
         backbone = dict(SD15_UNET_CONFIG if backbone is None else backbone)
         self.register_to_config(backbone=backbone)
-        self.unet = UNet2DConditionModel(**backbone)
+        self.unet = BackboneUNet(**backbone)
         blocks = transformer_blocks(self.unet)
         if not blocks:
             raise ValueError("backbone has no transformer blocks (no CrossAttn* blocks)")
@@ -85,6 +106,10 @@ class DenoisingUNet(ModelMixin, ConfigMixin):
             dim, heads, dim_head = attention_sizes(block.attn1)
             block.attn1.set_processor(SpatialTemporalAttnProcessor(name, dim, heads, dim_head))
             block.attn2.set_processor(CrossAudioEmotionAttnProcessor(name, dim, heads, dim_head, audio_dim, emotion_dim))
+
+    # the same calls on the wrapper refuse too (they would reach the backbone's processors)
+    set_attn_processor = set_default_attn_processor = fuse_qkv_projections = unfuse_qkv_projections = _refuse
+    enable_xformers_memory_efficient_attention = _refuse
 
     # ----------------------------------------------------------------------------------- building
     @classmethod

@@ -45,7 +45,12 @@ def _instances():
     profile = PARAMS["weights"]["profile"]
     out = []
     for stage, body in DVC["stages"].items():
-        if "foreach" in body:  # ingest: one instance per dataset
+        if "foreach" in body and isinstance(body["foreach"], dict):  # train: one instance per listed stage
+            module = body["do"]["cmd"].split("-m ", 1)[1].split()[0]
+            for key, item in body["foreach"].items():
+                values = {"key": key, "weights.profile": profile, **{f"item.{k}": v for k, v in item.items()}}
+                out.append((f"{stage}@{key}", [_subst(d, values) for d in body["do"]["deps"]], [module]))
+        elif "foreach" in body:  # ingest: one instance per dataset
             for key, item in PARAMS["datasets"].items():
                 values = {"key": key, "item.raw_dir": item["raw_dir"], "item.adapter": item["adapter"]}
                 deps = [_subst(d, values) for d in body["do"]["deps"]]

@@ -1,0 +1,84 @@
+"""The auxiliary losses: on with their judges (tiny stand-ins) and targets, differentiable in x0; off with
+one logged line each when the judge module, its weights or its target is missing."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import pytest
+import torch
+
+from core.weights import WeightsParams, ensure
+from model.training import aux
+from model.training.params import AuxParams
+
+B, T, S = 2, 8, 32
+
+
+@pytest.fixture(scope="module")
+def judges_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("judges")
+    for name in aux.MODULES.values():
+        module = pytest.importorskip(name)
+        ensure(module.SPEC, WeightsParams(profile="tiny", dir=str(root)))
+    return root / "tiny"
+
+
+def _batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"frames": torch.rand(B, T, 3, S, S, generator=g) * 2 - 1, "landmarks": torch.rand(B, T, 478, 3, generator=g) * 16 + 8,
+            "audio": torch.randn(B, T * 640, generator=g) * 0.1, "face_va": torch.rand(B, T, 2, generator=g) * 2 - 1,
+            "action_units": torch.rand(B, T, 12, generator=g),
+            "clip_image": torch.nn.functional.normalize(torch.randn(B, T, 16, generator=g), dim=-1)}
+
+
+ALL = AuxParams(sync=1.0, emo=1.0, au=1.0, attr_action=1.0, frames=8, max_timestep=500)
+
+
+def test_every_loss_is_on_and_carries_a_gradient_to_x0(judges_root, project):
+    from diffusers import AutoencoderKL
+
+    active, status = aux.setup("stage2", ALL, judges_root, _batch(), torch.device("cpu"))
+    assert status == dict.fromkeys(aux.NAMES, "on")
+    vae = AutoencoderKL.from_pretrained(str(project / "weights" / "tiny" / "stable-diffusion-v1-5" / "vae"))
+    vae.requires_grad_(False)
+    x0 = torch.randn(B, 4, T, S // 2, S // 2, requires_grad=True)
+    terms = aux.compute(active, vae, x0, torch.tensor([10, 900]), _batch(), ALL, torch.tensor([0.0, 0.0]))
+    assert set(terms) == set(aux.NAMES) and all(torch.isfinite(v) for v in terms.values())
+    for name in aux.NAMES:
+        (grad,) = torch.autograd.grad(terms[name], x0, retain_graph=True)
+        assert grad[0].abs().sum() > 0 and grad[1].abs().sum() == 0, name  # sample 1 has t >= max_timestep
+
+
+def test_missing_judges_weights_or_targets_switch_a_loss_off_with_one_line(judges_root, monkeypatch, caplog):
+    batch = _batch()
+    del batch["action_units"]
+    real = aux.judge_module
+    monkeypatch.setattr(aux, "judge_module", lambda name: None if name == "attr_action" else real(name))
+    caplog.set_level(logging.WARNING, logger="model.train")
+    _, status = aux.setup("stage2", ALL, judges_root.parent / "nowhere", batch, torch.device("cpu"))
+    assert status["au"] == "off: the batch has no 'action_units' (add the feature that fills it to data.stage2_features)"
+    assert status["attr_action"] == "off: its judge module judges.clip_image does not exist yet"
+    assert status["emo"].startswith("off: WeightsError") and status["sync"].startswith("off: WeightsError")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 4 and all(" is OFF: " in line for line in lines)
+    _, status = aux.setup("stage2", AuxParams(sync=1.0, frames=6), judges_root, batch, torch.device("cpu"))
+    assert status["sync"].startswith("off: the soft sync offset needs at least 3 SyncNet windows") and len(caplog.records) == 5
+    _, status = aux.setup("stage2", AuxParams(), judges_root, batch, torch.device("cpu"))
+    assert status == dict.fromkeys(aux.NAMES, "off: weight 0") and len(caplog.records) == 5  # weight 0: silent, by choice
+
+
+def test_a_judge_whose_interface_does_not_fit_is_switched_off(judges_root, monkeypatch):
+    face_va = importlib.import_module("judges.face_va")
+
+    class Broken:
+        def preprocess(self, images, boxes):
+            return images
+
+        def forward(self, images):
+            raise TypeError("not the interface")
+
+    monkeypatch.setattr(face_va, "load", lambda folder, device: Broken())
+    _, status = aux.setup("stage2", AuxParams(emo=1.0, frames=8), judges_root, _batch(), torch.device("cpu"))
+    assert status["emo"] == "off: TypeError: not the interface"
