@@ -35,6 +35,9 @@ def test_dvc_repro_on_the_sample(tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
     env.pop("SYNCHRORAMA_PARAMS", None)
     sh(["git", "init", "-q"], work, env)
+    # a clone has a commit (dvclive, which the training stages log with, reads HEAD)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], work, env)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init"], work, env)
 
     out = sh(["dvc", "repro"], work, env)
     assert "Running stage 'ingest@sample'" in out
@@ -63,7 +66,8 @@ def test_dvc_repro_on_the_sample(tmp_path):
     from core.shards import iter_samples
 
     frames = {r["key"]: r["frames"] for r in manifest}
-    for feature in ("vocals", "speech", "audio_embed", "transcript", "emotion_text", "emotion_speech", "valence_arousal", "caption"):
+    for feature in ("vocals", "speech", "audio_embed", "transcript", "emotion_text", "emotion_speech", "valence_arousal", "caption",
+                    "sync", "face_va", "action_units", "clip_image"):
         assert f"Running stage 'extract@{feature}-sample'" in out
         report = json.loads((work / "reports" / "extract" / f"{feature}-sample.json").read_text())
         assert report["kept"] == len(manifest), report
@@ -85,6 +89,19 @@ def test_dvc_repro_on_the_sample(tmp_path):
     splits = {name: (work / "shards" / "splits" / f"{name}.jsonl").read_text().splitlines() for name in ("train", "val", "test")}
     assert sum(len(v) for v in splits.values()) + sum(decisions["dropped_by_reason"].values()) == len(manifest), decisions
     assert (work / "reports" / "index.html").stat().st_size > 10_000
+
+    # ground-truth targets: one row per frame, labelled tiny
+    for feature in ("sync", "face_va", "action_units", "clip_image"):
+        for s in iter_samples(work / "shards" / "features" / feature / "sample"):
+            body = json.loads(s["json"])
+            assert body["tiny"] is True and body["values"].get("frames", frames[s["__key__"]]) == frames[s["__key__"]]
+            assert np.load(io.BytesIO(s["video.npy" if feature == "sync" else "frames.npy"])).shape[0] == frames[s["__key__"]]
+
+    # training: each stage a few steps with tiny weights, checkpoints saved, dvclive metrics written
+    for stage in ("a2m", "stage1", "stage2"):
+        assert f"Running stage 'train@{stage}'" in out
+        assert any((work / "checkpoints" / stage).iterdir()), stage
+        assert (work / "reports" / "train" / stage / "metrics.json").is_file(), stage
 
     again = sh(["dvc", "repro"], work, env)
     assert "Data and pipelines are up to date" in again

@@ -70,7 +70,13 @@ class RunLog:
 
         if resume:
             truncate(folder, start)
-        self.live = Live(dir=str(folder), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
+        try:
+            self.live = Live(dir=str(folder), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
+        except Exception as e:  # dvclive asks git for HEAD: a repository without a commit has none
+            if "Empty git repo" not in str(e):
+                raise
+            raise RuntimeError(f"dvclive cannot log {folder}: the git repository has no commit yet. Fix: "
+                               f"`git add -A && git commit -m init`, then re-run") from None
         self.live.log_params(params)
         self.bar = tqdm(total=total, initial=start, desc=f"train {params.get('stage', '')}", unit="step", dynamic_ncols=True)
 
