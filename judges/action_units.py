@@ -59,6 +59,7 @@ from torch import nn
 
 from core.weights import ModelSpec
 from judges import freeze, verify
+from judges._checkpoint import randomise_norms
 from judges.face_va import crop_faces, frames_to_tensor
 
 __all__ = [
@@ -170,14 +171,6 @@ def _save(model: AUDetector, folder: Path) -> None:
     torch.save({"model": model.state_dict()}, Path(folder) / CHECKPOINT)
 
 
-def _randomise_norms(model: nn.Module, gen: torch.Generator) -> None:
-    for m in model.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            n = m.num_features
-            m.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
-            m.running_var.copy_(1.0 + 0.2 * torch.rand(n, generator=gen))
-            m.weight.data.copy_(1.0 + 0.1 * torch.randn(n, generator=gen))
-            m.bias.data.copy_(0.1 * torch.randn(n, generator=gen))
 
 
 def make_tiny(folder: Path, seed: int) -> None:
@@ -187,7 +180,7 @@ def make_tiny(folder: Path, seed: int) -> None:
     torch.manual_seed(seed)
     model = AUDetector(**TINY_CONFIG)
     with torch.no_grad():
-        _randomise_norms(model, torch.Generator().manual_seed(seed))
+        randomise_norms(model, torch.Generator().manual_seed(seed))
     _save(model, folder)
 
 
@@ -197,7 +190,7 @@ def make_paper_random(folder: Path, seed: int) -> None:
     torch.manual_seed(seed)
     model = AUDetector(**PAPER_CONFIG)
     with torch.no_grad():
-        _randomise_norms(model, torch.Generator().manual_seed(seed))
+        randomise_norms(model, torch.Generator().manual_seed(seed))
     _save(model, folder)
 
 

@@ -69,6 +69,7 @@ from torch import nn
 
 from core.weights import ModelSpec, is_tiny
 from judges import freeze, verify
+from judges._checkpoint import load_state_strict
 
 __all__ = [
     "FILE",
@@ -196,21 +197,6 @@ def width_from_state_dict(state: Mapping[str, torch.Tensor]) -> int:
         raise ValueError("state dict has no 'backbone.conv1.weight': not a ReconNetWrapper('resnet50') net_recon") from None
 
 
-def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
-    """Load ``state`` into ``model``: every key, every shape (only BatchNorm ``num_batches_tracked`` may be absent)."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith(".num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        parts = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
-                 f"shape mismatches {shapes}" if shapes else ""]
-        raise ValueError(f"{what} does not match {type(model).__name__}: " + "; ".join(p for p in parts if p))
-    full = dict(state)
-    for k in own:
-        full.setdefault(k, torch.zeros_like(own[k]))  # num_batches_tracked: never read in eval mode
-    model.load_state_dict(full, strict=True)
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:

@@ -63,6 +63,7 @@ from torch import nn
 
 from core.weights import ModelSpec
 from judges import freeze, verify
+from judges._checkpoint import randomise_norms
 
 __all__ = [
     "BOX_LANDMARKS",
@@ -252,25 +253,16 @@ def _save(model: EmoNet, folder: Path) -> None:
     torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, Path(folder) / CHECKPOINT)
 
 
-def _randomise_norms(model: nn.Module, gen: torch.Generator) -> None:
-    """Non-trivial BatchNorm statistics and affine terms (fresh ones are the identity), so the stand-in's outputs vary."""
-    for m in model.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            n = m.num_features
-            m.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
-            m.running_var.copy_(1.0 + 0.2 * torch.rand(n, generator=gen))
-            m.weight.data.copy_(1.0 + 0.1 * torch.randn(n, generator=gen))
-            m.bias.data.copy_(0.1 * torch.randn(n, generator=gen))
 
 
 def make_tiny(folder: Path, seed: int) -> None:
-    """A seeded small EmoNet (:data:`TINY_CONFIG`: widths 8-32, hourglass depth 2, 8 heatmaps) saved as the
+    """A seeded small EmoNet (:data:`TINY_CONFIG`: widths 4-8, hourglass depth 1, 4 heatmaps) saved as the
     published file is (``emonet_8.pth``, bare ``'module.'``-prefixed state dict); the loader reads its widths off
     the shapes. Input and output conventions are the published model's (256 x 256 in, 8 + 2 out)."""
     torch.manual_seed(seed)
     model = EmoNet(**TINY_CONFIG)
     with torch.no_grad():
-        _randomise_norms(model, torch.Generator().manual_seed(seed))
+        randomise_norms(model, torch.Generator().manual_seed(seed))
         model.emo_fc_2[3].weight.mul_(4.0)  # spread the expression logits and VA over their ranges
     _save(model, folder)
 
@@ -281,7 +273,7 @@ def make_paper_random(folder: Path, seed: int) -> None:
     torch.manual_seed(seed)
     model = EmoNet(**PAPER_CONFIG)
     with torch.no_grad():
-        _randomise_norms(model, torch.Generator().manual_seed(seed))
+        randomise_norms(model, torch.Generator().manual_seed(seed))
     _save(model, folder)
 
 

@@ -47,6 +47,7 @@ from torch import nn
 
 from core.weights import ModelSpec, is_tiny
 from judges import freeze, verify
+from judges._checkpoint import load_state_strict, read_state_dict
 
 __all__ = [
     "FEATURES",
@@ -259,29 +260,11 @@ def divisor_from_state_dict(state: Mapping[str, torch.Tensor]) -> int:
     return 32 // c
 
 
-def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
-    """Load ``state`` into ``model``: every key, every shape (only BatchNorm ``num_batches_tracked`` may be absent)."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith(".num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        parts = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
-                 f"shape mismatches {shapes}" if shapes else ""]
-        raise ValueError(f"{what} does not match {type(model).__name__}: " + "; ".join(p for p in parts if p))
-    full = dict(state)
-    for k in own:
-        full.setdefault(k, torch.zeros_like(own[k]))  # num_batches_tracked: never read in eval mode
-    model.load_state_dict(full, strict=True)
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """``torch.load`` of the plain state dict (``weights_only``)."""
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(loaded, Mapping):
-        raise TypeError(f"{path}: expected a pickled state dict (name -> tensor), got {type(loaded).__name__}")
-    return {str(k): v for k, v in loaded.items()}
+    return read_state_dict(path)
 
 
 def _random_net(divisor: int, seed: int, calibrate: bool) -> FIDInceptionV3:

@@ -49,6 +49,7 @@ from torch import nn
 
 from core.weights import ModelSpec, is_tiny
 from judges import freeze, verify
+from judges._checkpoint import load_state_strict
 
 __all__ = [
     "ALEXNET_FILE",
@@ -183,18 +184,6 @@ def widths_from_state_dict(state: Mapping[str, torch.Tensor]) -> tuple[int, ...]
         raise ValueError(f"not a torchvision AlexNet state dict: no {e.args[0]}") from None
 
 
-def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
-    """Load ``state`` into ``model``: every key, every shape."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        parts = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
-                 f"shape mismatches {shapes}" if shapes else ""]
-        raise ValueError(f"{what} does not match {type(model).__name__}: " + "; ".join(p for p in parts if p))
-    model.load_state_dict(dict(state), strict=True)
 
 
 def split_alexnet(state: Mapping[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:

@@ -77,6 +77,18 @@ from torch import nn
 
 from core.weights import ModelSpec, is_tiny
 from judges import freeze, verify
+from judges._checkpoint import load_state_strict, read_state_dict
+from judges._sync_crops import (  # noqa: F401  (the crop convention is part of this judge's interface)
+    CROP_SCALE,
+    PAD_VALUE,
+    SIZE,
+    SMOOTH_KERNEL,
+    crop_frames,
+    crop_windows,
+    face_boxes,
+    face_crops,
+    face_crops_torch,
+)
 
 __all__ = [
     "CROP_SCALE",
@@ -111,15 +123,11 @@ FILE = "syncnet_v2.model"
 URL = "http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model"
 SAMPLE_RATE = 16000
 FPS = 25
-SIZE = 224  # face crop side
 WINDOW = 5  # video frames per window
 MFCC_HOP = 4  # MFCC frames (100 Hz) per video frame (25 fps)
 MFCC_WINDOW = 20  # MFCC frames per window
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 VSHIFT = 15  # run_syncnet.py's default search range (frames)
-CROP_SCALE = 0.40  # run_pipeline.py's --crop_scale
-PAD_VALUE = 110  # run_pipeline.py pads the frame with this constant
-SMOOTH_KERNEL = 13  # run_pipeline.py's medfilt of the detections
 FCONF_KERNEL = 9  # SyncNetInstance.evaluate's medfilt of the per-window confidence
 
 #: the indices in ``netcnnaud`` / ``netcnnlip`` of the convolutions (each followed by its BatchNorm)
@@ -240,30 +248,11 @@ def widths_from_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     }
 
 
-def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], what: str = FILE) -> None:
-    """Load ``state`` into ``model``: every key, every shape (only BatchNorm ``num_batches_tracked`` may be absent)."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith(".num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        parts = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
-                 f"shape mismatches {shapes}" if shapes else ""]
-        raise ValueError(f"{what} does not match SyncNetModel.S: " + "; ".join(p for p in parts if p))
-    full = dict(state)
-    for k in own:
-        if k not in full:  # num_batches_tracked of a checkpoint older than that buffer
-            full[k] = torch.zeros_like(own[k])
-    model.load_state_dict(full, strict=True)
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """``torch.load`` of the pickled state dict (as ``loadParameters``), tensors only."""
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(loaded, Mapping):
-        raise TypeError(f"{path}: expected a pickled state dict (name -> tensor), got {type(loaded).__name__}")
-    return {str(k): v for k, v in loaded.items()}
+    return read_state_dict(path)
 
 
 def make_tiny_sync(folder: Path, seed: int) -> None:
@@ -389,88 +378,6 @@ def mfcc(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 def num_windows(num_frames: int, num_samples: int) -> int:
     """``evaluate``'s ``lastframe``: ``min(frames, floor(samples / 640)) - 5``."""
     return min(num_frames, math.floor(num_samples / SAMPLES_PER_FRAME)) - WINDOW
-
-
-# -- face crops ---------------------------------------------------------------------------------------
-def face_boxes(landmarks: np.ndarray, box_scale: float = 1.0, smooth: bool = True) -> np.ndarray:
-    """``(N, 3)`` float ``[x, y, s]`` per frame: the landmarks' bounding-box centre and half its larger
-    side (run_pipeline's ``dets``), median-filtered over frames (kernel 13, scipy's zero-padded
-    ``medfilt`` as the reference, whose tracks are at least 100 frames; a shorter track than 13 frames
-    uses the largest odd kernel it holds, since 13 would zero most boxes) when ``smooth``. ``landmarks`` ``(N, K, >=2)`` pixels, NaN where no
-    face: those frames take the box interpolated between their neighbours (held at the ends)."""
-    lms = np.asarray(landmarks, dtype=np.float64)[..., :2]
-    valid = np.isfinite(lms).all(axis=(1, 2))
-    if not valid.any():
-        raise ValueError("no frame has landmarks: no face crop")
-    v = lms[valid]
-    x0, x1, y0, y1 = v[..., 0].min(1), v[..., 0].max(1), v[..., 1].min(1), v[..., 1].max(1)
-    raw = np.stack([(x0 + x1) / 2, (y0 + y1) / 2, np.maximum(x1 - x0, y1 - y0) / 2 * box_scale], axis=1)
-    t = np.arange(len(lms))
-    box = np.stack([np.interp(t, t[valid], raw[:, j]) for j in range(3)], axis=1)
-    kernel = min(SMOOTH_KERNEL, len(box) - (1 - len(box) % 2))  # a track shorter than 13: the largest odd kernel it holds
-    if smooth and kernel >= 3:
-        from scipy import signal
-
-        box = np.stack([signal.medfilt(box[:, j], kernel_size=kernel) for j in range(3)], axis=1)
-    return box
-
-
-def crop_windows(boxes: np.ndarray, crop_scale: float = CROP_SCALE) -> np.ndarray:
-    """``(N, 4)`` int64 ``[x0, y0, x1, y1]`` (source pixels, end exclusive, may lie outside the frame)
-    of run_pipeline's ``crop_video`` slice: rows ``y - s .. y + s (1 + 2 cs)``, columns
-    ``x - s (1 + cs) .. x + s (1 + cs)``, truncated with ``int`` in the frame padded by
-    ``bsi = int(s (1 + 2 cs))`` as there."""
-    x, y, s = boxes[:, 0], boxes[:, 1], boxes[:, 2]
-    cs = crop_scale
-    bsi = np.trunc(s * (1 + 2 * cs))
-    my, mx = y + bsi, x + bsi
-    out = np.stack([np.trunc(mx - s * (1 + cs)), np.trunc(my - s), np.trunc(mx + s * (1 + cs)), np.trunc(my + s * (1 + 2 * cs))], axis=1)
-    return (out - bsi[:, None]).astype(np.int64)
-
-
-def face_crops(frames: np.ndarray, landmarks: np.ndarray, crop_scale: float = CROP_SCALE, box_scale: float = 1.0,
-               smooth: bool = True) -> np.ndarray:
-    """``(N, 224, 224, 3)`` uint8 crops (channel order as given: RGB in, RGB out) of ``(N, H, W, 3)``
-    frames around the landmarks' face (module docstring: the crop convention); outside the frame is 110."""
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or len(frames) != len(landmarks):
-        raise ValueError(f"frames {frames.shape} and landmarks {np.shape(landmarks)} must be (N, H, W, 3) and (N, K, 2|3)")
-    return crop_frames(frames, crop_windows(face_boxes(landmarks, box_scale, smooth), crop_scale))
-
-
-def crop_frames(frames: np.ndarray, wins: np.ndarray) -> np.ndarray:
-    """``(N, 224, 224, 3)`` uint8 crops of ``(N, H, W, 3)`` frames to :func:`crop_windows`' windows (one per
-    frame; the track's windows are computed once, so a clip can be cropped chunk by chunk)."""
-    import cv2
-
-    h, w = frames.shape[1:3]
-    out = np.empty((len(frames), SIZE, SIZE, 3), np.uint8)
-    for i, (frame, (x0, y0, x1, y1)) in enumerate(zip(frames, wins)):
-        pad = int(max(0, -x0, -y0, x1 - w, y1 - h))
-        padded = np.pad(frame, ((pad, pad), (pad, pad), (0, 0)), "constant", constant_values=PAD_VALUE) if pad else frame
-        face = padded[y0 + pad : y1 + pad, x0 + pad : x1 + pad]
-        out[i] = cv2.resize(face, (SIZE, SIZE))
-    return out
-
-
-def face_crops_torch(frames: torch.Tensor, windows: np.ndarray | torch.Tensor, value_range: tuple[float, float] = (0.0, 1.0),
-                     size: int = SIZE) -> torch.Tensor:
-    """``(N, 3, H, W)`` frames (values in ``value_range``) -> ``(N, 3, size, size)`` on SyncNet's 0..255
-    scale, cropped to :func:`crop_windows`' windows by an affine ``grid_sample`` (bilinear,
-    ``align_corners=False``: the pixel centres of ``cv2.resize``), 110 outside the frame.
-    Differentiable w.r.t. ``frames``; channel order kept."""
-    n, _, h, w = frames.shape
-    lo, hi = value_range
-    x = (frames - lo) * (255.0 / (hi - lo)) - PAD_VALUE  # zero padding of (x - 110) is padding with 110
-    win = torch.as_tensor(np.asarray(windows), dtype=x.dtype, device=x.device)
-    x0, y0, x1, y1 = win.unbind(1)
-    theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)
-    theta[:, 0, 0] = (x1 - x0) / w
-    theta[:, 0, 2] = (x0 + x1) / w - 1
-    theta[:, 1, 1] = (y1 - y0) / h
-    theta[:, 1, 2] = (y0 + y1) / h - 1
-    grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + PAD_VALUE
 
 
 # -- the judge ----------------------------------------------------------------------------------------
