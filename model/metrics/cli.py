@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -128,18 +129,68 @@ def evaluate(pred: Path, target: Path, metrics: list[str] | None = None, weights
              size: int = 512, landmarks: Path | None = None, pred_landmarks: Path | None = None, device: str = "cpu",
              fvd_stride: int = 16) -> dict:
     """The report (see :func:`main`) of the paired videos under ``pred`` and ``target``."""
+    metrics = list(METRICS) if metrics is None else metrics
+    part = collect(pred, target, metrics, weights, size, landmarks, pred_landmarks, device, fvd_stride)
+    return finalize(part, metrics, pred, target, weights, size, device, fvd_stride)
+
+
+@dataclass
+class Partial:
+    """What :func:`collect` gathered over some pairs: the streams (their sums, :meth:`states`), per-video rows,
+    counts; partials of several ranks merge (:meth:`merge`) before :func:`finalize`."""
+
+    streams: dict
+    per_video: dict
+    counts: dict
+    missing_landmarks: list
+    missing_audio: list
+    unavailable: dict
+    tiny: list
+    folders: dict
+    pairs: list
+    pred_only: list
+    target_only: list
+
+    def portable(self) -> dict:
+        """Everything but the judges (what a rank sends to the main one)."""
+        out = {k: v for k, v in self.__dict__.items() if k != "streams"}
+        out["states"] = {m: {k: t.cpu() for k, t in s.state().items()} for m, s in self.streams.items()}
+        return out
+
+    def merge(self, others: list[dict]) -> "Partial":
+        """Add other ranks' :meth:`portable` parts into this one."""
+        for o in others:
+            for m, state in o["states"].items():
+                if m in self.streams:
+                    self.streams[m].merge([state])
+            self.per_video.update(o["per_video"])
+            for k, v in o["counts"].items():
+                self.counts[k] = self.counts.get(k, 0) + v
+            for name in ("missing_landmarks", "missing_audio", "pairs", "pred_only", "target_only"):
+                getattr(self, name).extend(o[name])
+        return self
+
+
+def collect(pred: Path, target: Path, metrics: list[str], weights: Path = Path("weights/paper"), size: int = 512,
+            landmarks: Path | None = None, pred_landmarks: Path | None = None, device: str = "cpu", fvd_stride: int = 16,
+            names: set[str] | None = None, target_stats: dict[str, dict] | None = None) -> Partial:
+    """Update every metric's stream over the pairs (only ``names`` when given). ``target_stats``: cached
+    ground-truth sums of ``fid``/``fvd`` (:func:`reference_states`): those streams then see the generated side only."""
     from model.metrics import fvd as fvd_mod
 
     media.require_ffmpeg()
-    metrics = list(METRICS) if metrics is None else metrics
     pairs, pred_only, target_only = vid.pair_videos(Path(pred), Path(target))
-    if not pairs:
+    if names is not None:
+        pairs = [p for p in pairs if p[0] in names]
+        pred_only, target_only = [n for n in pred_only if n in names], [n for n in target_only if n in names]
+    elif not pairs:
         raise FileNotFoundError(f"no video of {pred} pairs by name with one of {target} "
                                 f"(generated only: {pred_only[:5]}, ground truth only: {target_only[:5]})")
     for name in pred_only + target_only:
         log.warning("%s has no counterpart: skipped", name)
     judges, unavailable, tiny, folders = _load_judges(metrics, weights, device, landmarks)
     streams = _streams(metrics, judges, fvd_stride)
+    cached = set(target_stats or {}) & {"fid", "fvd"}
     per_video: dict[str, dict] = {}
     counts = {"videos": 0, "frames": 0, "fvd_clips": 0, "face_videos": 0, "face_frames": 0}
     missing_landmarks, missing_audio = [], []
@@ -166,13 +217,13 @@ def evaluate(pred: Path, target: Path, metrics: list[str] | None = None, weights
             for one in pixel.values():
                 one.update(p_chunk, t_chunk)
             if "fid" in streams:
-                streams["fid"].update(p_chunk, t_chunk)
+                streams["fid"].update(p_chunk, None if "fid" in cached else t_chunk)
         for m, one in pixel.items():  # per video, then into the totals (the same sums a rank would send)
             row[m] = one.compute()
             streams[m].merge([one.state()])
         if "fvd" in streams:
             before = streams["fvd"].count("pred")
-            streams["fvd"].update(p_frames, t_frames)
+            streams["fvd"].update(p_frames, None if "fvd" in cached else t_frames)
             counts["fvd_clips"] += streams["fvd"].count("pred") - before
             if n < fvd_mod.LENGTH:
                 log.warning("%s: %d frames, shorter than an FVD clip (%d): no FVD sample", name, n, fvd_mod.LENGTH)
@@ -203,7 +254,36 @@ def evaluate(pred: Path, target: Path, metrics: list[str] | None = None, weights
                 res = one.compute()
                 row.update({k: v for k, v in res.items() if k.startswith("sync_")})
                 streams["sync"].merge([one.state()])
+    for m in cached & set(streams):  # the cached ground-truth side
+        state = streams[m].state()
+        state.update({k: torch.as_tensor(v) for k, v in target_stats[m].items() if k.startswith("target_")})
+        streams[m].load_state(state)
+    return Partial(streams, per_video, counts, missing_landmarks, missing_audio, unavailable, tiny, folders,
+                   [name for name, _, _ in pairs], pred_only, target_only)
 
+
+def reference_states(target: Path, metrics: list[str], weights: Path, size: int = 512, device: str = "cpu",
+                     fvd_stride: int = 16) -> dict[str, dict]:
+    """Ground-truth sums of FID and FVD over every video under ``target`` (the cached reference statistics
+    of a test set): ``{metric: {target_sum, target_outer, target_count}}``."""
+    judges, _, _, _ = _load_judges([m for m in metrics if m in ("fid", "fvd")], weights, device, None)
+    streams = _streams(list(judges), judges, fvd_stride)
+    for path in sorted(vid.list_videos(Path(target)).values()):
+        frames = vid.decode(path, size)
+        if "fid" in streams:
+            for s in range(0, len(frames), CHUNK):
+                streams["fid"].update(None, as_float_frames(torch.from_numpy(frames[s:s + CHUNK]).to(device)))
+        if "fvd" in streams:
+            streams["fvd"].update(None, frames)
+    return {m: {k: v.cpu() for k, v in s.state().items() if k.startswith("target_")} for m, s in streams.items()}
+
+
+def finalize(part: Partial, metrics: list[str], pred: Path, target: Path, weights: Path, size: int, device: str,
+             fvd_stride: int) -> dict:
+    """The report of the (merged) partial."""
+    streams, counts, unavailable, tiny, folders = part.streams, part.counts, part.unavailable, part.tiny, part.folders
+    missing_landmarks, missing_audio, per_video = part.missing_landmarks, part.missing_audio, part.per_video
+    pairs = part.pairs
     results: dict[str, float] = {}
     extra: dict[str, dict] = {}
     for m, stream in streams.items():
@@ -226,8 +306,8 @@ def evaluate(pred: Path, target: Path, metrics: list[str] | None = None, weights
         "metrics": results,
         "unavailable": {m: unavailable[m] for m in metrics if m in unavailable},
         "tiny": [m for m in tiny if m in streams], "judge_folders": {m: f for m, f in folders.items() if m in streams},
-        "pairs": [name for name, _, _ in pairs],
-        "unpaired": {"pred_only": pred_only, "target_only": target_only},
+        "pairs": pairs,
+        "unpaired": {"pred_only": part.pred_only, "target_only": part.target_only},
         "missing_landmarks": missing_landmarks, "missing_audio": missing_audio,
         "counts": counts, "details": extra, "per_video": per_video,
         "protocol": protocols(metrics, size, fvd_stride),
