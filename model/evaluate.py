@@ -30,7 +30,7 @@ import torch
 from core import cli
 from core import params as params_mod
 from core.shards import ShardParams
-from model.data.clips import iter_clips, split_entries
+from model.data.clips import ClipFrames, iter_clips, split_entries
 from model.evaluation import report as rep
 from model.evaluation.params import resolve
 from model.evaluation.reference import load_reference
@@ -40,16 +40,6 @@ from model.inference.video import side_by_side, write_video
 from model.metrics import cli as metrics_cli
 
 log = logging.getLogger("model.evaluate")
-
-
-class _FirstFrames:
-    """A clip limited to its first ``frames`` frames (``evaluate.max_frames``)."""
-
-    def __init__(self, clip: Any, frames: int):
-        self.clip, self.frames, self.key = clip, frames, clip.key
-
-    def window(self, start: int, count: int | None = None) -> dict[str, Any]:
-        return self.clip.window(start, count)
 
 
 def _device(choice: str, accelerator: Any) -> torch.device:
@@ -91,7 +81,7 @@ def run(params_file: Path | str | None = None, max_clips: int | None = None) -> 
         write_target(clip, targets, n)
         reference = torch.from_numpy(clip.decode_frames(data.size, 1)[0]).permute(2, 0, 1).contiguous()
         start = time.perf_counter()
-        gen = pipe(_FirstFrames(clip, n), reference, inf, frames_per_clip=data.target_frames,
+        gen = pipe(ClipFrames(clip, n), reference, inf, frames_per_clip=data.target_frames,
                    motion_frames=data.motion_frames, progress=main and log.isEnabledFor(logging.INFO))
         seconds = time.perf_counter() - start
         write_video(videos / f"{clip.key}.mp4", gen.frames, fps=round(clip.fps), audio=audio_of(clip, n, work))

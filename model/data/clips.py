@@ -116,6 +116,17 @@ class WholeClip:
         return path
 
 
+class ClipFrames:
+    """A clip generated for ``frames`` frames: fewer (the first N, ``evaluate.max_frames``) or more (a driving
+    audio longer than the clip's last whole frame: the last rows repeat, as past the end of a window)."""
+
+    def __init__(self, clip: WholeClip, frames: int):
+        self.clip, self.frames, self.key = clip, int(frames), clip.key
+
+    def window(self, start: int, count: int | None = None) -> dict[str, Any]:
+        return self.clip.window(start, count)
+
+
 def condition_features(layout: ShardLayout, dataset: str, params: DataParams) -> tuple[SampleFeature, ...]:
     """The features of ``data.stage2_features`` (then ``stage1_features``) that fill a condition entry and
     whose sidecar exists for ``dataset``; an error naming the missing one when the audio condition lacks."""

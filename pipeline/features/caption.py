@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from core.clip import Clip, Drop
+from core.media import run_media
 from core.shards import Member
 from core.tiny import bytes_to_unicode, write_bpe
 from core.weights import ModelSpec
@@ -182,7 +182,7 @@ def decode_frames(path: str | Path, indices: Sequence[int], side: int = 0, size:
     vf = f"select='{select}'" + (f",scale={side}:{side}:flags=area" if side else "")
     cmd = ["ffmpeg", "-v", "error", "-nostdin", "-threads", "1", "-i", str(path), "-vf", vf, "-fps_mode", "passthrough",
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = run_media(cmd, str(path))
     if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg could not decode {path}: {proc.stderr.decode(errors='replace').strip()[-300:]}")
     frames = np.frombuffer(proc.stdout, np.uint8)
@@ -193,8 +193,8 @@ def decode_frames(path: str | Path, indices: Sequence[int], side: int = 0, size:
 
 
 def _video_size(path: str | Path) -> tuple[int, int]:
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
-                          "-of", "json", str(path)], capture_output=True, text=True, check=True).stdout
+    out = run_media(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                     "-of", "json", str(path)], str(path), text=True, check=True).stdout
     stream = json.loads(out)["streams"][0]
     return int(stream["width"]), int(stream["height"])
 
@@ -210,13 +210,14 @@ class Extractor(_Extractor):
     name = "caption"
     version = "1"
     weights = WEIGHTS
+    specs = staticmethod(weights_for)  # the folders it loads with given params
 
     def __init__(self, params: Params, weights_params: Any, root: Path = Path("."), features: Any = None):
         # The model folder and its expected files follow the params (backend, model name).
-        self.weights = weights_for(params)
+        self.weights = self.specs(params)
         super().__init__(params, weights_params, root, features)
         self.vlm_name = params.model
-        self.sd15_name = self.weights[1].name
+        self.sd15_name = clip_text.SPEC.name
         sentence = sentence_model_dir() / "model.safetensors"
         self._sentence_sha = hashlib.sha256(sentence.read_bytes()).hexdigest()
         self._weights_fp += f"|all-MiniLM-L6-v2={self._sentence_sha}"
@@ -228,22 +229,25 @@ class Extractor(_Extractor):
         return out
 
     def setup(self) -> None:
-        from sentence_transformers import SentenceTransformer
-
         from core import weights as weights_mod
 
         p: Params = self.params
-        self.device = torch_device(p.device)
-        device = str(self.device)
+        self.setup_text()
         options = {"frames_as": p.frames_as, "dtype": p.dtype} if p.backend == "transformers" else {}
         self.backend = make_backend(p.backend, **options)
         vlm = Path(self.folders[self.vlm_name])
-        self.backend.setup(vlm, device)
+        self.backend.setup(vlm, str(self.device))
         self.model_info = {"backend": p.backend, "folder": self.vlm_name, "class": self.backend.model_class,
                            "sha256": weights_mod.fingerprint(vlm)[:16]}
-        self.clip_text = clip_text.load(Path(self.folders[self.sd15_name]), self.device)
-        self.sentence = SentenceTransformer(str(sentence_model_dir()), device=device)
         self.pool = ThreadPoolExecutor(max_workers=max(1, p.decode_threads), thread_name_prefix="caption-decode")
+
+    def setup_text(self) -> None:
+        """The text encoders :meth:`embed` uses (CLIP text, all-MiniLM-L6-v2)."""
+        from sentence_transformers import SentenceTransformer
+
+        self.device = torch_device(self.params.device)
+        self.clip_text = clip_text.load(Path(self.folders[self.sd15_name]), self.device)
+        self.sentence = SentenceTransformer(str(sentence_model_dir()), device=str(self.device))
 
     def _frames(self, clip: Clip) -> tuple[np.ndarray, list[float]]:
         enc = clip.meta.get("encode", {})
@@ -279,16 +283,18 @@ class Extractor(_Extractor):
             captions = self.backend.generate([f for f, _ in decoded], p.prompt, self.settings)
             states, sentences = self.embed(captions)
             for j, (i, caption, (frames, times)) in enumerate(zip(batch, captions, decoded)):
-                out = outs[i]
-                np.save(out / "text_states.npy", states[j])
-                np.save(out / "sentence.npy", sentences[j])
-                values = {"caption": caption, "prompt": p.prompt, "generation": self.settings.as_dict(), "model": self.model_info,
-                          "frame_times": times, "frame_size": [int(frames.shape[2]), int(frames.shape[1])],
-                          "text_states": {"shape": list(states[j].shape), "dtype": "float16", "tokens": CLIP_TOKENS},
-                          "sentence": {"shape": list(sentences[j].shape), "dtype": "float32", "model": "all-MiniLM-L6-v2",
-                                       "normalized": True},
-                          "tiny": self.tiny}
-                results[i] = clips[i].evolve(files={"caption.text_states.npy": str(out / "text_states.npy"),
-                                                    "caption.sentence.npy": str(out / "sentence.npy")},
-                                             meta={"caption": values})
+                values = {"prompt": p.prompt, "generation": self.settings.as_dict(), "model": self.model_info,
+                          "frame_times": times, "frame_size": [int(frames.shape[2]), int(frames.shape[1])]}
+                results[i] = self.result(clips[i], outs[i], caption, states[j], sentences[j], values)
         return results
+
+    def result(self, clip: Clip, out: Path, caption: str, states: np.ndarray, sentence: np.ndarray, values: dict[str, Any]) -> Clip:
+        """``clip`` with its caption's files written into ``out`` and its values (``values`` + the caption)."""
+        np.save(out / "text_states.npy", states)
+        np.save(out / "sentence.npy", sentence)
+        values = {**values, "caption": caption,
+                  "text_states": {"shape": list(states.shape), "dtype": "float16", "tokens": CLIP_TOKENS},
+                  "sentence": {"shape": list(sentence.shape), "dtype": "float32", "model": "all-MiniLM-L6-v2", "normalized": True},
+                  "tiny": self.tiny}
+        return clip.evolve(files={"caption.text_states.npy": str(out / "text_states.npy"),
+                                  "caption.sentence.npy": str(out / "sentence.npy")}, meta={"caption": values})
