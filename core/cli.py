@@ -12,7 +12,7 @@ Every stage then takes the same ``--params FILE`` (default ``params.yaml`` or
 
 * 0: done;
 * 2: a configuration or input error the user can fix (params typo, missing weights folder, missing
-  upstream output, a shard that breaks the format), printed as one line naming the file and the fix;
+  upstream output, a shard that breaks the format, a full disk or a read-only folder), printed as one line naming the file and the fix;
 * 3: the stage wrote its outputs but must not pass (:class:`StageFailed`, e.g. more ``error:*``
   rejects than ``runner.max_error_fraction`` allows), so ``dvc repro`` stops instead of going on.
 """
@@ -26,13 +26,14 @@ from typing import Any, Callable
 
 from core.params import ParamsError
 from core.shards import ShardFormatError
+from core.storage import StorageError
 from core.weights import WeightsError
 
 log = logging.getLogger("stage")
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 #: Errors a user fixes (exit status 2): they carry a message naming the file, the key and the fix.
-USER_ERRORS: tuple[type[BaseException], ...] = (ParamsError, WeightsError, ShardFormatError, FileNotFoundError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ParamsError, WeightsError, ShardFormatError, FileNotFoundError, StorageError)
 
 
 class StageFailed(RuntimeError):

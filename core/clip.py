@@ -110,7 +110,15 @@ def slug(text: str, max_len: int = 80) -> str:
     return s
 
 
-def clip_key(dataset: str, source_rel: str, start_s: float) -> str:
-    """``<dataset>__<source-slug>__<start_ms>`` (DESIGN 3.1)."""
+def clip_key(dataset: str, source_rel: str, start_s: float, span: tuple[float, float] | None = None) -> str:
+    """``<dataset>__<source-slug>__<start_ms>`` (DESIGN 3.1); a clip cut from a listed time range
+    ``span`` of its source is ``<dataset>__<source-slug>__<range_tag>__<start_ms>``, so overlapping
+    ranges of one source never share a key."""
     stem = source_rel.rsplit(".", 1)[0] if "." in source_rel.rsplit("/", 1)[-1] else source_rel
-    return f"{slug(dataset)}__{slug(stem)}__{int(round(start_s * 1000)):07d}"
+    tag = f"__{range_tag(span)}" if span is not None else ""
+    return f"{slug(dataset)}__{slug(stem)}{tag}__{int(round(start_s * 1000)):07d}"
+
+
+def range_tag(span: tuple[float, float]) -> str:
+    """``<start_ms>-<end_ms>`` of a source time range (seconds): its part of source and clip keys."""
+    return f"{int(round(span[0] * 1000)):07d}-{int(round(span[1] * 1000)):07d}"

@@ -21,7 +21,8 @@ reads it instead of keeping its own table.
 
 Shards are untrusted input (they may come from a shared remote): every shard and dataset name is
 checked before it becomes a path (:func:`safe_name`), tar members must be regular files named
-``<key>.<ext>``, and a sidecar out of step with its clip shard is an error naming both files.
+``<key>.<ext>`` (:func:`member_name`), a published file must match the sha256 of its cache record
+(:func:`verified_bytes`), and a sidecar out of step with its clip shard is an error naming both files.
 
 Tars are byte-deterministic: fixed member order, zero mtimes/uids, no user names. The whole output
 folder is built beside the target and swapped in at the end, so readers never see a half-written
@@ -30,13 +31,11 @@ set and a killed run leaves the previous one intact.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
-import os
 import re
-import shutil
 import tarfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -54,6 +53,7 @@ from core.members import (  # noqa: F401  (the declarations are part of the shar
     read_members,
     write_members,
 )
+from core.storage import AtomicDir  # noqa: F401  (re-exported: the shard writers' folder swap)
 
 MANIFEST = "manifest.parquet"
 REJECTS = "rejects.parquet"
@@ -72,6 +72,7 @@ class ShardParams:
     max_bytes: int = 300_000_000  # a new tar starts once this many bytes are written
     max_count: int = 10_000  # ... or this many clips
     root: str = "shards"
+    min_free_mb: float = 200.0  # a stage stops before any compute when the shards folder has less free space
 
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -83,6 +84,23 @@ def safe_name(value: str, what: str) -> str:
     if not isinstance(value, str) or not _NAME.match(value) or ".." in value:
         raise ShardFormatError(f"{what} {value!r} is not a plain name (letters, digits, '_', '-', '.'; no '/' or '..')")
     return value
+
+
+_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_EXT = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+
+
+def member_name(name: str, where: Path | str = "") -> tuple[str, str]:
+    """``(key, ext)`` of a tar member named ``<key>.<ext>``: the key a slug (letters, digits, ``-``,
+    ``_``), the extension dot-separated words (``mp4``, ``landmarks.npy``). Anything else (``/``,
+    ``..``, control characters, an absolute name) is a :class:`ShardFormatError`: member names
+    become file names when a shard is unpacked, so a crafted one must never become a path."""
+    key, _, ext = name.partition(".")
+    if not _KEY.match(key) or not _EXT.match(ext):
+        raise ShardFormatError(f"{where}: member {name!r} is not named <key>.<ext> (key: letters, digits, '-', '_'; "
+                               f"ext: dot-separated words); the shard is damaged or crafted: rebuild it with its stage")
+    return key, ext
 
 
 @dataclass(frozen=True)
@@ -230,28 +248,6 @@ def manifest_row(clip: Clip, shard: str) -> dict[str, Any]:
     return row
 
 
-class AtomicDir:
-    """Build a folder beside ``target`` and swap it in on success (context manager)."""
-
-    def __init__(self, target: Path):
-        self.target = Path(target)
-        self.tmp = self.target.parent / f".{self.target.name}.tmp-{uuid.uuid4().hex[:8]}"
-
-    def __enter__(self) -> Path:
-        self.tmp.mkdir(parents=True)
-        return self.tmp
-
-    def __exit__(self, exc_type: Any, *exc: Any) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        old = self.target.parent / f".{self.target.name}.old-{uuid.uuid4().hex[:8]}"
-        if self.target.exists():
-            os.rename(self.target, old)
-        os.rename(self.tmp, self.target)
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def write_clip_shards(folder: Path, clips: Iterable[Clip], rejects: Iterable[Reject], params: ShardParams) -> pa.Table:
     """Write the clip shards, manifest and rejects of one dataset into ``folder`` (replaced atomically)."""
     clips = sorted(clips, key=lambda c: c.key)
@@ -263,19 +259,28 @@ def write_clip_shards(folder: Path, clips: Iterable[Clip], rejects: Iterable[Rej
     with AtomicDir(folder) as tmp:
         tars = _TarSet(tmp, "clips", params.max_bytes, params.max_count)
         for clip in clips:
-            members = [
-                ("json", canonical_json(clip_json(clip)).encode()),
-                ("mp4", Path(clip.files["mp4"]).read_bytes()),
-                ("wav", Path(clip.files["wav"]).read_bytes()),
-            ]
             # Any other file a step attached (e.g. "landmarks.npy") goes in as <key>.<name>, in name order.
-            members += [(name, Path(path).read_bytes()) for name, path in sorted(clip.files.items()) if name not in ("mp4", "wav")]
+            names = ["mp4", "wav"] + [n for n in sorted(clip.files) if n not in ("mp4", "wav")]
+            members = [("json", canonical_json(clip_json(clip)).encode())] + [(n, verified_bytes(clip, n)) for n in names]
             rows.append(manifest_row(clip, tars.add(clip.key, members)))
         tars.close()
         table = _table(rows)
         pq.write_table(table, tmp / MANIFEST)
         _write_rejects(tmp / REJECTS, rejects)
     return table
+
+
+def verified_bytes(clip: Clip, name: str) -> bytes:
+    """The bytes of ``clip.files[name]``, once their sha256 matches ``clip.file_hashes[name]``: the files
+    come from a cache that may be shared, so nothing is published that does not match its record."""
+    path = Path(clip.files[name])
+    data = path.read_bytes()
+    want = clip.file_hashes.get(name, "")  # every cached record has a sha256 per file (pipeline.cache checks it)
+    if _SHA256.match(want) and hashlib.sha256(data).hexdigest() != want:
+        raise ShardFormatError(f"{path}: the {name} of {clip.key} does not match the sha256 its cache record states "
+                               f"({want or 'none'}); the cache was altered or damaged: delete that cache entry (or the "
+                               f"cache folder) and re-run")
+    return data
 
 
 def _write_rejects(path: Path, rejects: Iterable[Reject]) -> None:
@@ -340,9 +345,9 @@ def read_tar(path: Path | str, keep: Callable[[str], bool] | None = None) -> Ite
     with open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
         sample: dict[str, Any] = {}
         for member in tar:
-            if not member.isfile() or "/" in member.name or "." not in member.name:
+            key, ext = member_name(member.name, path) if member.isfile() else ("", "")
+            if not key:
                 raise ShardFormatError(f"{path}: member {member.name!r} is not a regular file named <key>.<ext>")
-            key, ext = member.name.split(".", 1)
             if sample and sample["__key__"] != key:
                 yield sample
                 sample = {}

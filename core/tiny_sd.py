@@ -175,6 +175,29 @@ def write_tiny_sd15(out_dir: str | Path, seed: int = 0) -> Path:
     return out
 
 
+# A TAESD-layout AutoencoderTiny matching the tiny VAE above (one 2x up/down sampling, 4 latent channels): the
+# stand-in of the real ``madebyollin/taesd`` folder (the cheaper decoder of the auxiliary losses, train.aux.decoder).
+TINY_TAESD_CONFIG: dict = {
+    "encoder_block_out_channels": [16, 16],
+    "decoder_block_out_channels": [16, 16],
+    "num_encoder_blocks": [1, 1],
+    "num_decoder_blocks": [1, 1],
+    "latent_channels": 4,
+}
+
+
+def write_tiny_taesd(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a tiny seeded ``AutoencoderTiny`` folder (``config.json`` + ``diffusion_pytorch_model.safetensors``, the
+    layout of ``madebyollin/taesd``) that decodes the tiny VAE's latents; returns its path."""
+    from diffusers import AutoencoderTiny
+
+    out = Path(out_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        AutoencoderTiny(**TINY_TAESD_CONFIG).save_pretrained(out)
+    return out
+
+
 if __name__ == "__main__":  # pragma: no cover - convenience entry point
     import sys
 

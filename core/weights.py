@@ -123,15 +123,16 @@ def is_tiny(path: Path) -> bool:
         return False
 
 
-def fingerprint(path: Path) -> str:
-    """sha256 over the folder's files (names, sizes, contents); memoised on sizes and mtimes."""
+def fingerprint(path: Path, memo_ok: bool = True) -> str:
+    """sha256 over the folder's files (names, sizes, contents); memoised on sizes and mtimes
+    (``memo_ok=False`` re-reads every byte: the integrity check before unpickling a checkpoint)."""
     path = Path(path)
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != ".fingerprint.json")
     stat_key = hashlib.sha256("\n".join(f"{p.relative_to(path)}|{p.stat().st_size}|{p.stat().st_mtime_ns}" for p in files).encode()).hexdigest()
     memo = path / ".fingerprint.json"
     try:
         cached = json.loads(memo.read_text())
-        if cached.get("stat_key") == stat_key:
+        if memo_ok and cached.get("stat_key") == stat_key:
             return cached["sha256"]
     except (FileNotFoundError, ValueError):
         pass

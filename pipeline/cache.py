@@ -1,7 +1,9 @@
 """Content-addressed per-(clip, step) cache (DESIGN 3.3).
 
-An entry is keyed by ``sha256(input clip fingerprint, step name, step version, step params,
-weights fingerprint)`` and lives in ``<cache.dir>/<step>/<k[:2]>/<k>/``: the files the step wrote
+An entry is keyed by ``sha256(step name, step version, step params, weights fingerprint, input
+fingerprint)``, the input being what the step reads of the clip (the whole record for ingest steps;
+for a feature only its own inputs, e.g. the wav's hash, so a video-only change keeps audio features
+cached) and lives in ``<cache.dir>/<step>/<k[:2]>/<k>/``: the files the step wrote
 plus ``record.json`` (the resulting clips, or the Drop). A step writes into a private temporary
 folder; the entry appears only when the whole folder is renamed into place, so a killed run never
 leaves a half-written entry and a re-run resumes from what is complete. Rejects are cached like
@@ -17,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -32,6 +35,11 @@ log = logging.getLogger(__name__)
 Result = Union[list[Clip], Drop]
 
 RECORD = "record.json"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class UntrustedEntry(ValueError):
+    """A cache record that points outside the cache or lacks a file hash (altered or damaged)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class CacheParams:
     """``cache`` section of params.yaml."""
 
     dir: str = ".cache"  # point it at shared storage to reuse results across a team
+    min_free_mb: float = 200.0  # a stage stops before any compute when the cache folder has less free space
 
 
 class Cache:
@@ -52,15 +61,18 @@ class Cache:
 
     # -- keys -------------------------------------------------------------------------------------
     @staticmethod
-    def key(step_identity: str, clip: Clip) -> str:
-        return hashlib.sha256(f"{step_identity}\n{clip.fingerprint()}".encode()).hexdigest()
+    def key(step_identity: str, inputs: Clip | str) -> str:
+        """The entry of a step (its identity) on ``inputs``: a clip (its whole record) or the
+        fingerprint of what the step reads of one (``Step.input_fingerprint``)."""
+        fingerprint = inputs.fingerprint() if isinstance(inputs, Clip) else inputs
+        return hashlib.sha256(f"{step_identity}\n{fingerprint}".encode()).hexdigest()
 
     def entry(self, step_name: str, key: str) -> Path:
         return self.root / step_name / key[:2] / key
 
     # -- read -------------------------------------------------------------------------------------
     def get(self, step_name: str, key: str) -> Result | None:
-        """The cached result, or ``None`` on a miss (an unreadable entry counts as a miss)."""
+        """The cached result, or ``None`` on a miss (an unreadable or untrustworthy entry counts as a miss)."""
         record = self.entry(step_name, key) / RECORD
         try:
             data = json.loads(record.read_text())
@@ -69,15 +81,32 @@ class Cache:
         except (OSError, ValueError) as e:
             log.warning("cache entry %s unreadable (%s); recomputing", record, e)
             return None
-        return self._decode(data)
+        try:
+            return self._decode(data)
+        except (UntrustedEntry, KeyError, TypeError, ValueError) as e:
+            log.warning("cache entry %s rejected (%s); recomputing", record, e)
+            return None
 
     def _decode(self, data: dict) -> Result:
+        """The result of a record; every file path must stay inside the cache (relative, no ``..``, no
+        link out) and every file must have a sha256: the cache may be shared, so its records are
+        untrusted (the bytes are checked against the hashes when they are published)."""
         if data.get("drop") is not None:
             return Drop(**data["drop"])
         clips = []
         for c in data["clips"]:
             c = dict(c)
-            c["files"] = {k: str(self.root / v) if not os.path.isabs(v) else v for k, v in c["files"].items()}
+            files = {}
+            for name, rel in c["files"].items():
+                if not isinstance(rel, str) or os.path.isabs(rel) or not rel:
+                    raise UntrustedEntry(f"file {name!r} has the path {rel!r}, not one relative to the cache")
+                path = (self.root / rel).resolve()
+                if not path.is_relative_to(self.root):
+                    raise UntrustedEntry(f"file {name!r} at {rel!r} leads outside the cache {self.root}")
+                if not _SHA256.match(str(c["file_hashes"].get(name, ""))):
+                    raise UntrustedEntry(f"file {name!r} has no sha256")
+                files[name] = str(path)
+            c["files"] = files
             clips.append(Clip.from_json(c))
         return clips
 
@@ -106,9 +135,15 @@ class Cache:
                     if p.is_relative_to(workdir):  # written by this step: will live in the entry
                         hashes[name] = sha256_file(p)
                         p = final / p.relative_to(workdir)
+                    elif not p.is_relative_to(self.root):  # an input from outside the cache: copied in, since
+                        copy = workdir / "inherited" / name  # a record names files inside the cache only
+                        copy.parent.mkdir(exist_ok=True)
+                        shutil.copyfile(p, copy)
+                        hashes[name] = sha256_file(copy)
+                        p = final / copy.relative_to(workdir)
                     elif name not in hashes:  # inherited from an earlier step: normally hashed already
                         hashes[name] = sha256_file(p)
-                    files[name] = os.path.relpath(p, self.root) if p.is_relative_to(self.root) else str(p)
+                    files[name] = os.path.relpath(p, self.root)
                 c = clip.to_json()
                 c["files"], c["file_hashes"] = files, hashes
                 clips.append(c)
@@ -120,7 +155,7 @@ class Cache:
         except OSError:
             # Another worker committed the same key first (or a stale entry without a record is in
             # the way): keep a complete entry, replace an incomplete one.
-            if (final / RECORD).is_file():
+            if (final / RECORD).is_file() and self.get(step_name, key) is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
             else:
                 shutil.rmtree(final, ignore_errors=True)
@@ -136,11 +171,13 @@ class Cache:
     def source_hash(self, path: Path) -> str:
         """sha256 of a raw file, memoised on (path, size, mtime, inode) so re-runs do not re-read it."""
         st = path.stat()
-        memo_key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}".encode()).hexdigest()
+        memo_key = hashlib.sha1(os.fsencode(path.resolve()) + f"|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}".encode()).hexdigest()
         memo = self.root / "filehash" / memo_key[:2] / memo_key
         try:
-            return memo.read_text().strip()
-        except FileNotFoundError:
+            memoised = memo.read_text().strip()
+            if _SHA256.match(memoised):
+                return memoised
+        except (FileNotFoundError, UnicodeDecodeError):
             pass
         digest = sha256_file(path)
         memo.parent.mkdir(parents=True, exist_ok=True)

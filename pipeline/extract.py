@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from core import cli, params, weights
+from core.storage import check_writable
 from core.clip import Clip, Drop, canonical_json
 from core.shards import (
     MANIFEST,
@@ -41,6 +42,8 @@ from core.shards import (
     clip_from_json,
     iter_samples,
     load_json,
+    member_name,
+    verified_bytes,
     write_sidecars,
 )
 from pipeline import features as features_mod
@@ -83,9 +86,17 @@ def unpack_clips(clip_dir: Path, cache: Cache, needs: dict[str, Path] | None = N
 
 
 def _blob(cache: Cache, data: bytes, ext: str) -> Path:
+    """Where ``data`` lives in the blob store: named by its sha256 and the member's extension (checked:
+    a crafted shard's member name must never lead outside ``<cache>/blobs/``)."""
+    member_name(f"blob.{ext}", "blob store")
     digest = hashlib.sha256(data).hexdigest()
-    path = cache.root / "blobs" / digest[:2] / f"{digest}.{ext}"
-    if not path.exists():
+    blobs = cache.root / "blobs"
+    path = blobs / digest[:2] / f"{digest}.{ext}"
+    if not path.parent.resolve().is_relative_to(blobs.resolve()):
+        raise ShardFormatError(f"{path}: a blob would be written outside {blobs}; remove that link from the cache and re-run")
+    # A blob of another size, or a link planted in a shared cache, is replaced (a full re-hash of every
+    # existing blob would double the reads of each extract stage).
+    if path.is_symlink() or not path.is_file() or path.stat().st_size != len(data):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{uuid.uuid4().hex[:8]}.tmp")
         tmp.write_bytes(data)
@@ -104,8 +115,11 @@ def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None =
     rparams = params.load(RunnerParams, "runner", where, data)
     if local is not None:
         rparams = dataclasses.replace(rparams, local=local)
-    cache = Cache(root / params.load(CacheParams, "cache", where, data).dir)
-    layout = ShardLayout.from_params(params.load(ShardParams, "shards", where, data), root)
+    cache_params, shard_params = params.load(CacheParams, "cache", where, data), params.load(ShardParams, "shards", where, data)
+    check_writable(root / cache_params.dir, cache_params.min_free_mb, "cache.dir")  # before any compute, not after it
+    cache = Cache(root / cache_params.dir)
+    layout = ShardLayout.from_params(shard_params, root)
+    check_writable(layout.features_root, shard_params.min_free_mb, "shards.root")
     if not fparams.enabled:
         return _disabled(feature, dataset, root, layout, t0)
     extractor = module.Extractor(fparams, wparams, root, features=features_mod.enabled(data))
@@ -159,9 +173,9 @@ def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None =
         body = {"status": "ok", "key": clip.key, "values": out.meta.get(feature, {}), **provenance}
         members = [("json", canonical_json(body).encode())]
         prefix = f"{feature}."
-        for name, path in sorted(out.files.items()):
+        for name in sorted(out.files):
             if name.startswith(prefix):
-                members.append((name[len(prefix):], _checked(declared, feature, module, clip, name[len(prefix):], Path(path).read_bytes())))
+                members.append((name[len(prefix):], _checked(declared, feature, module, clip, name[len(prefix):], verified_bytes(out, name))))
         samples[clip.key] = members
         rows[clip.key] = {"status": "ok", **{f"score_{k}": float(v) for k, v in sorted(out.scores.items()) if k.startswith(feature)}}
 

@@ -8,7 +8,10 @@ crop boxes; scores) -> ``face_filter`` (thresholds on those scores: ``no_face``,
 ``face_too_small``, ``profile``) -> ``encode`` (25 fps H.264 of the 512x512 face crop + 16 kHz wav;
 the whole frame when ``steps.face.enabled`` is false). Writes
 ``shards/clips/<dataset>/`` (tars, ``manifest.parquet``, ``rejects.parquet``) and
-``reports/ingest/<dataset>.json``. Every source or clip that does not make it is a rejects row.
+``reports/ingest/<dataset>.json``. Every source or clip that does not make it is a rejects row
+(a listed file that does not exist: ``missing_file``; a listed time range that is not one: ``bad_range``).
+A source listed with a time range (``SourceVideo.range``) is its own record, cut by seeking: every
+step reads only that part of the file.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from core import cli, params
-from pipeline import datasets
+from core.storage import check_writable, is_transient, storage_error
+from pipeline import datasets, source_check
 from pipeline.cache import Cache, CacheParams
-from core.clip import Clip, slug
+from core.clip import Clip, range_tag, slug
 from pipeline.runner import Runner, RunnerParams
 from core.shards import REJECTS, ShardLayout, Reject, ShardParams, write_clip_shards
 from pipeline.stats import StageStats, check_error_share, write_json
@@ -61,13 +65,27 @@ def source_records(name: str, sources: list[datasets.SourceVideo], cache: Cache)
     """One record per raw video (hashed); a file that cannot even be read is a reject."""
     items, rejects = [], []
     for src in sources:
+        if src.problem:  # a dangling symlink, a FIFO, a folder, a link out of raw_dir (pipeline.datasets)
+            rejects.append(Reject(name, src.rel, "", "list", *src.problem))
+            continue
+        if src.range is not None and not 0 <= src.range[0] < src.range[1]:
+            rejects.append(Reject(name, src.rel, "", "list", "bad_range", f"{src.rel}: listed time range {src.range[0]:g}-{src.range[1]:g} s is not a range (need 0 <= start < end)"))
+            continue
         try:
             digest = cache.source_hash(src.path)
+        except FileNotFoundError:
+            rejects.append(Reject(name, src.rel, "", "hash", "missing_file", f"{src.path}: listed by the dataset but not found"))
+            continue
         except OSError as e:
-            rejects.append(Reject(name, src.rel, "", "hash", "unreadable", f"{src.path}: {e}"))
+            if is_transient(e):  # a disk or permission problem, not the file's: stop, naming it
+                raise storage_error(e, f"ingest@{name}: reading {src.rel}", src.path) from e
+            rejects.append(Reject(name, src.rel, "", "hash", "unreadable", f"{src.rel}: {e.strerror or e}"))
             continue
         stem = src.rel.rsplit(".", 1)[0]
-        items.append(Clip(key=f"{slug(name)}__{slug(stem)}", dataset=name, source=str(src.path), source_rel=src.rel, source_hash=digest))
+        # A listed time range: its own record (key and cache entries), cut from the source by seeking.
+        span = {"meta": {"range": {"start": float(src.range[0]), "end": float(src.range[1])}}} if src.range else {}
+        tag = f"__{range_tag(src.range)}" if src.range else ""
+        items.append(Clip(key=f"{slug(name)}__{slug(stem)}{tag}", dataset=name, source=str(src.path), source_rel=src.rel, source_hash=digest, **span))
     return items, rejects
 
 
@@ -81,13 +99,19 @@ def run(name: str, root: Path = Path("."), local: bool | None = None, params_fil
     runner_params = params.load(RunnerParams, "runner", where, data)
     if local is not None:
         runner_params = dataclasses.replace(runner_params, local=local)
-    cache = Cache(root / params.load(CacheParams, "cache", where, data).dir)
+    cache_params = params.load(CacheParams, "cache", where, data)
+    check_writable(root / cache_params.dir, cache_params.min_free_mb, "cache.dir")  # before any compute, not after it
+    cache = Cache(root / cache_params.dir)
     cache.clean_tmp()
     shard_params = params.load(ShardParams, "shards", where, data)
 
     sources = datasets.list_sources(name, entry, root, where)
-    source_meta = {s.rel: s.meta for s in sources}
+    source_meta = {(s.rel, s.range): s.meta for s in sources}
+    layout = ShardLayout.from_params(shard_params, root)
+    check_writable(layout.clips_root, shard_params.min_free_mb, "shards.root")
     items, rejects = source_records(name, sources, cache)
+    items, twins = source_check.distinct(name, items)  # duplicate_source, key_collision
+    rejects += twins
     stats = StageStats("ingest", name, inputs=len(sources))
     stats.dropped.update(r.reason for r in rejects)
     log.info("ingest %s: %d source videos from %s", name, len(sources), entry.get("raw_dir"))
@@ -102,8 +126,7 @@ def run(name: str, root: Path = Path("."), local: bool | None = None, params_fil
             items = outcome.kept
         stats.extra["runner"] = runner.mode
 
-    clips = [c.evolve(meta={"source": source_meta.get(c.source_rel, {})}) for c in items]
-    layout = ShardLayout.from_params(shard_params, root)
+    clips = [c.evolve(meta={"source": source_meta.get((c.source_rel, _range_of(c)), {})}) for c in items]
     write_clip_shards(layout.clips(name), clips, rejects, shard_params)
     seconds = time.perf_counter() - t0
     report = stats.to_json(kept=len(clips), seconds=seconds)
@@ -113,6 +136,11 @@ def run(name: str, root: Path = Path("."), local: bool | None = None, params_fil
     check_error_share(f"ingest@{name}", rejects, len(clips) + len(rejects), runner_params.max_error_fraction,
                       layout.clips(name) / REJECTS)
     return report
+
+
+def _range_of(clip: Clip) -> tuple[float, float] | None:
+    r = clip.meta.get("range")
+    return (r["start"], r["end"]) if r else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,6 @@ import html
 import json
 import logging
 import os
-import subprocess
 import sys
 import uuid
 from collections import Counter
@@ -26,6 +25,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from core import cli, params
+from core.media import run_media
 from core.shards import MANIFEST, REJECTS, ShardLayout, ShardParams, read_manifest, read_tar
 
 log = logging.getLogger("pipeline.report")
@@ -41,10 +41,10 @@ class ReportParams:
 
 def middle_frame_jpeg(mp4: bytes, width: int = 256) -> bytes:
     """One JPEG of the middle of an mp4 given as bytes (decoded from a pipe: needs +faststart)."""
-    proc = subprocess.run(
+    proc = run_media(
         ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-i", "pipe:0", "-vf",
          f"select=eq(n\\,12),scale={width}:-2", "-frames:v", "1", "-f", "image2", "-c:v", "mjpeg", "pipe:1"],
-        input=mp4, capture_output=True,
+        "an example clip", input=mp4,
     )
     return proc.stdout if proc.returncode == 0 else b""
 

@@ -31,7 +31,10 @@ order, and adding a speaker never moves another one. The speaker is the adapter'
 ``meta["speaker"]`` (hdtf, mead, folder with ``speaker_from_dir``, sample), else the source video
 (the manifest's ``speaker`` column already falls back to it). A dataset with ``test_only: true``
 in its ``datasets`` entry goes entirely to test (the paper evaluates on held-out HDTF and MEAD
-videos).
+videos). A speaker id an adapter marks global (``meta["speaker_scope"] = "global"``: a metadata
+table's ``global_speaker: true``) names one person across datasets: its split is hashed from
+``(seed, speaker)`` alone, so that person lands in one split in every dataset, and a global speaker
+of a test-only dataset goes to test in every dataset (a held-out identity is never trained on).
 
 Outputs: ``shards/splits/{train,val,test}.jsonl`` (one line per clip: dataset, key, shard, frames,
 speaker), ``shards/splits/decisions.parquet`` (every clip: dataset, key, shard, source, speaker,
@@ -126,6 +129,19 @@ def _late_checks(p: SelectParams) -> list[tuple[str, str, Optional[float], Optio
     return out
 
 
+GLOBAL = "*"  # the namespace of global speaker ids (no dataset can be named "*")
+
+
+def speaker_of(clip: dict[str, Any], dataset: str) -> tuple[str, str]:
+    """``(namespace, speaker)`` of a manifest row: ``(GLOBAL, id)`` for a global speaker id, else ``(dataset, id)``."""
+    speaker = str(clip.get("speaker") or clip.get("source") or clip["key"])
+    try:
+        scope = json.loads(clip.get("source_meta") or "{}").get("speaker_scope")
+    except (ValueError, AttributeError):
+        scope = None
+    return (GLOBAL if scope == "global" else dataset), speaker
+
+
 def split_of(seed: int, dataset: str, speaker: str, val_fraction: float, test_fraction: float) -> str:
     """The split of a speaker: a uniform number from sha256(seed, dataset, speaker) against the ratios."""
     digest = hashlib.sha256(f"{seed}\0{dataset}\0{speaker}".encode()).digest()
@@ -174,9 +190,10 @@ def tiny_features(layout: ShardLayout, dataset: str, features: list[str]) -> lis
 
 def decide(p: SelectParams, dataset: str, test_only: bool, clips: list[dict[str, Any]],
            features: dict[str, dict[str, dict[str, Any]]], checked: set[str],
-           face: FaceFilterParams = FaceFilterParams()) -> list[dict[str, Any]]:
+           face: FaceFilterParams = FaceFilterParams(), held_out: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """One decision row per clip (``split`` set and ``reason`` empty when kept). ``checked``
-    collects the columns a threshold was applied to."""
+    collects the columns a threshold was applied to; ``held_out``: the global speakers of test-only
+    datasets (test here too)."""
     rows = []
     for clip in clips:
         merged = dict(clip)
@@ -184,12 +201,13 @@ def decide(p: SelectParams, dataset: str, test_only: bool, clips: list[dict[str,
             side = rows_by_key.get(clip["key"], {})
             merged.update({k: v for k, v in side.items() if k.startswith("score_")})
         reason, message = _first_failure(p, face, merged, clip["key"], features, checked)
-        speaker = str(clip.get("speaker") or clip.get("source") or clip["key"])
-        split = "" if reason else ("test" if test_only else split_of(p.seed, dataset, speaker, p.val_fraction, p.test_fraction))
+        space, speaker = speaker_of(clip, dataset)
+        held = test_only or (space == GLOBAL and speaker in held_out)
+        split = "" if reason else ("test" if held else split_of(p.seed, space, speaker, p.val_fraction, p.test_fraction))
         rows.append({
             "dataset": dataset, "key": clip["key"], "shard": clip["shard"], "source": clip.get("source", ""),
             "speaker": speaker, "frames": int(clip.get("frames") or 0), "duration": float(clip.get("duration") or 0.0),
-            "split": split, "reason": reason, "message": message,
+            "split": split, "reason": reason, "message": message, "space": space,
         })
     return rows
 
@@ -239,6 +257,7 @@ def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, An
     rows: list[dict[str, Any]] = []
     checked: set[str] = set()
     ignored_tiny: set[str] = set()
+    held_out = held_out_speakers(layout, data.get("datasets") or {})
     for name, raw in sorted((data.get("datasets") or {}).items()):
         common, _ = datasets_mod.parse(name, raw)
         clips, features = read_dataset(layout, name)
@@ -252,7 +271,7 @@ def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, An
                             "(select.tiny_scores: apply to use them)", feature, name)
                 ignored_tiny.add(feature)
                 features[feature] = {k: {c: v for c, v in r.items() if not c.startswith("score_")} for k, r in features[feature].items()}
-        rows += decide(p, name, common.test_only, clips, features, checked, face)
+        rows += decide(p, name, common.test_only, clips, features, checked, face, held_out)
 
     with AtomicDir(layout.splits) as tmp:
         for split in SPLITS:
@@ -272,6 +291,19 @@ def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, An
     return report
 
 
+def held_out_speakers(layout: ShardLayout, entries: dict[str, Any]) -> frozenset[str]:
+    """The global speaker ids of every test-only dataset (read from their clip manifests)."""
+    out = set()
+    for name, raw in sorted(entries.items()):
+        common, _ = datasets_mod.parse(name, raw)
+        if common.test_only and (layout.clips(name) / MANIFEST).is_file():
+            for clip in read_manifest(layout.clips(name)).to_pylist():
+                space, speaker = speaker_of(clip, name)
+                if space == GLOBAL:
+                    out.add(speaker)
+    return frozenset(out)
+
+
 def summary(rows: list[dict[str, Any]], p: SelectParams, checked: set[str], face: FaceFilterParams = FaceFilterParams()) -> dict[str, Any]:
     """``select.json``: kept clips, hours and speakers per split, dropped clips by reason."""
     kept = {s: [r for r in rows if r["split"] == s] for s in SPLITS}
@@ -284,7 +316,7 @@ def summary(rows: list[dict[str, Any]], p: SelectParams, checked: set[str], face
         "stage": "select", "inputs": len(rows), "kept": sum(len(v) for v in kept.values()),
         "dropped": sum(dropped.values()), "dropped_by_reason": dict(sorted(dropped.items())),
         "splits": {s: {"clips": len(v), "hours": round(sum(r["duration"] for r in v) / 3600, 4),
-                       "speakers": len({(r["dataset"], r["speaker"]) for r in v})} for s, v in kept.items()},
+                       "speakers": len({(r.get("space", r["dataset"]), r["speaker"]) for r in v})} for s, v in kept.items()},
         "unchecked": sorted(columns - checked),
     }
 

@@ -34,7 +34,10 @@ class StageStats:
         self.steps[outcome.step] = {
             "in": len(outcome.inputs), "out": len(outcome.kept), "dropped": len(outcome.drops),
             "cached": outcome.hits, "computed": outcome.misses, "seconds": round(outcome.seconds, 3),
+            "worker_crashes": outcome.crashes, "retries": outcome.retries,
         }
+        self.extra["worker_crashes"] = self.extra.get("worker_crashes", 0) + outcome.crashes
+        self.extra["retries"] = self.extra.get("retries", 0) + outcome.retries
         self.dropped.update(outcome.reasons)
 
     def to_json(self, kept: int, seconds: float) -> dict[str, Any]:
@@ -59,8 +62,15 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def check_error_share(stage: str, rejects: Sequence[Reject], total: int, max_fraction: float, rejects_file: Path) -> None:
     """Raise :class:`~core.cli.StageFailed` when the ``error:*`` rejects exceed ``max_fraction`` of the
     stage's ``total`` items (kept + rejected): the message names the most common error, an example
-    and the rejects file. Reason-coded drops (``too_short``, ``no_face`` ...) never count."""
+    and the rejects file. Reason-coded drops (``too_short``, ``no_face`` ...) never count. Any
+    ``error:WorkerCrashed`` row (not cached, so a re-run retries it) fails the stage too."""
     errors = [r for r in rejects if r.reason.startswith("error:")]
+    crashed = [r for r in errors if r.reason == "error:WorkerCrashed"]
+    if crashed:  # not cached (they may be transient): the stage must not pass without them
+        raise StageFailed(
+            f"{stage}: {len(crashed)} item(s) were dropped because their worker process died {crashed[0].message[:200]}, "
+            f"e.g. {crashed[0].key or crashed[0].source} at step {crashed[0].step} (listed in {rejects_file}); these are not "
+            f"cached: re-run (give the workers more memory, or fewer with runner.num_cpus, if it happens again)")
     if not total or len(errors) / total <= max_fraction:
         return
     top, count = Counter(r.reason for r in errors).most_common(1)[0]

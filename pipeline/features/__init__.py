@@ -11,7 +11,9 @@ A feature is a module ``pipeline/features/<feature>.py`` defining
   training loader knows of the feature;
 * ``READS`` (optional): the other features it may read (``needs``), so that its DVC stage depends
   on their code too (``pipeline/features/code/<feature>/``, see :mod:`pipeline.features.code_links`);
-* ``Extractor``: a subclass of :class:`Extractor`.
+* ``Extractor``: a subclass of :class:`Extractor`, whose ``reads`` names what it reads of a clip
+  (``files.wav``, ``meta.encode.frames`` ...): with its params, version, weights and the outputs of
+  the features it ``needs``, exactly what its per-clip cache key covers (DESIGN 3.3).
 
 Adding a feature: this module, a ``features.<feature>`` entry in params.yaml, and
 ``python -m pipeline.features.code_links``; to put it in training samples, list it in
@@ -26,6 +28,7 @@ and its values under ``meta[<feature>]``. ``pipeline.extract`` turns these into 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +36,13 @@ from types import ModuleType
 from typing import Any, ClassVar, Iterable
 
 from core import weights as weights_mod
-from pipeline.steps import Resources, Step
+from core.clip import Clip, Drop, canonical_json
+from pipeline.steps import Resources, Result, Step
+
+#: what an audio feature reads: the wav and the frame grid its per-frame values follow
+AUDIO_READS = ("files.wav", "meta.encode.frames", "meta.encode.fps")
+#: what a visual feature reads: the frames (the mp4) and their count, rate and size
+VIDEO_READS = ("files.mp4", "meta.encode.frames", "meta.encode.fps", "meta.encode.width", "meta.encode.height")
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,11 @@ class Extractor(Step):
     # set ``self.needs`` in ``__init__`` from its params and ``self.enabled_features``.
     needs: tuple[str, ...] = ()
     gpu_optional: ClassVar[bool] = True  # no GPU in the cluster: run on CPU instead of failing
+    # What it reads of a clip: ``files.<name>`` (that file's sha256), ``meta.<step>.<key>`` (a value) or a
+    # record field (``duration``). The cache key covers these, the outputs of ``needs`` and the identity
+    # only, so a change nothing here reads (``steps.encode.crf`` for an audio feature) keeps its entries.
+    # ``None``: the whole clip record (any change upstream recomputes).
+    reads: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, params: FeatureParams, weights_params: weights_mod.WeightsParams, root: Path = Path("."),
                  features: Iterable[str] | None = None):
@@ -72,6 +86,21 @@ class Extractor(Step):
     def weights_fingerprint(self) -> str:
         return self._weights_fp
 
+    def input_fingerprint(self, clip: Clip) -> str:
+        if self.reads is None:
+            return clip.fingerprint()
+        return inputs_fingerprint(clip, self.reads, self.needs)
+
+    def adopt(self, clip: Clip, result: Result) -> Result:
+        """Only this feature's outputs (its ``meta``, ``<name>.*`` files, ``<name>*`` scores) of a result,
+        on ``clip``: a cache hit may come from another clip with the same inputs (same wav, other mp4)."""
+        if isinstance(result, Drop):
+            return result
+        mine = lambda d: {k: v for k, v in d.items() if k.startswith(f"{self.name}.")}  # noqa: E731
+        return [clip.evolve(meta={self.name: out.meta[self.name]} if self.name in out.meta else {},
+                            scores={k: v for k, v in out.scores.items() if k.startswith(self.name)},
+                            files=mine(out.files), file_hashes=mine(out.file_hashes)) for out in result]
+
     def provenance(self) -> dict[str, Any]:
         """What every sidecar json of this feature records about how it was computed."""
         from core import params as params_mod
@@ -81,6 +110,29 @@ class Extractor(Step):
             "weights": {n: weights_mod.fingerprint(p)[:16] for n, p in sorted(self.folders.items())},
             "tiny": self.tiny,
         }
+
+
+def inputs_fingerprint(clip: Clip, reads: Iterable[str], needs: Iterable[str] = ()) -> str:
+    """sha256 of the ``reads`` of ``clip`` (see :attr:`Extractor.reads`; an absent one counts as null)
+    and of the outputs of the features in ``needs`` (their ``meta`` and the hashes of their files)."""
+    body: dict[str, Any] = {}
+    for path in reads:
+        kind, _, rest = path.partition(".")
+        if kind == "files":
+            body[path] = clip.file_hashes.get(rest) if rest in clip.files else None
+        elif kind == "meta":
+            value: Any = clip.meta
+            for part in rest.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            body[path] = value
+        elif kind in ("duration", "start", "source_hash", "key") and not rest:
+            body[path] = getattr(clip, kind)
+        else:
+            raise ValueError(f"reads: {path!r} is not files.<name>, meta.<step>.<key>, duration, start, source_hash or key")
+    for need in needs:
+        body[f"needs.{need}"] = {"meta": clip.meta.get(need),
+                                 "files": {n: h for n, h in sorted(clip.file_hashes.items()) if n.startswith(f"{need}.")}}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
 def torch_device(spec: str) -> Any:

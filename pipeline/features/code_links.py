@@ -32,7 +32,7 @@ CODE_DIR = Path("pipeline/features/code")
 #: packages whose modules a feature's code closure follows
 FOLLOWED = ("pipeline.features", "judges", "core")
 #: the machinery every extract instance runs, listed in dvc.yaml itself (not followed from here)
-SHARED = {"pipeline.features", "core.params", "core.cli", "core.weights", "core.shards", "core.members", "core.clip", "core.hashing"}
+SHARED = {"pipeline.features", "core.params", "core.cli", "core.weights", "core.shards", "core.members", "core.clip", "core.hashing", "core.storage"}
 
 
 def module_file(name: str, root: Path = ROOT) -> Path | None:

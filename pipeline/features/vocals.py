@@ -24,6 +24,8 @@ generates a small randomly initialised HTDemucs saved in that format.
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,7 +35,8 @@ import soundfile as sf
 
 from core.clip import Clip
 from core.shards import Member
-from core.weights import ModelSpec
+from core.weights import ModelSpec, WeightsError
+from core.weights import fingerprint as folder_fingerprint
 from pipeline.features import Extractor as _Extractor
 from pipeline.features import FeatureParams, torch_device
 from pipeline.features._audio import VOCALS_FILE, read_mono, resample, rms_dbfs
@@ -42,6 +45,7 @@ SOURCES = ("drums", "bass", "other", "vocals")
 #: the reason code ``select`` gives a clip whose ``vocals_music_ratio`` is above its threshold
 REASON = "music"
 TINY_SIG = "tinyhtdm"
+log = logging.getLogger("pipeline.features.vocals")
 
 
 def make_tiny_htdemucs(folder: Path, seed: int) -> None:
@@ -106,6 +110,31 @@ def pack_windows(lengths: Sequence[int], window: int, gap: int) -> list[list[int
     return sorted((sorted(items) for _, items in bins), key=lambda items: items[0])
 
 
+def verify_before_unpickling(folder: Path, driver_fingerprint: str = "") -> None:
+    """Demucs checkpoints are pickles (``torch.load(weights_only=False)`` inside demucs), so the folder's
+    bytes must match the sha256 recorded for it in ``weights/<profile>/manifest.json`` (written by
+    ``python -m pipeline.weights build``) before demucs may open it. Without a manifest, the bytes must
+    match what the driver fingerprinted (a warning says so). Raises :class:`WeightsError` naming the fix."""
+    manifest = folder.parent / "manifest.json"
+    actual = folder_fingerprint(folder, memo_ok=False)
+    if manifest.is_file():
+        try:
+            entries = {m.get("name"): m for m in json.loads(manifest.read_text()).get("models", [])}
+        except (ValueError, AttributeError) as e:
+            raise WeightsError(f"{manifest}: not a weights manifest ({e}); run `python -m pipeline.weights build`") from None
+        want = (entries.get(folder.name) or {}).get("sha256")
+        if not want:
+            raise WeightsError(f"{manifest} records no sha256 for {folder.name}; run `python -m pipeline.weights build`")
+        where = manifest
+    else:
+        log.warning("%s not found: checking %s against the fingerprint taken at start only (run `python -m pipeline.weights build`)",
+                    manifest, folder)
+        want, where = driver_fingerprint.split(f"{folder.name}=", 1)[-1].split("|", 1)[0], "the fingerprint taken at start"
+    if actual != want:
+        raise WeightsError(f"{folder}: its files do not match the sha256 in {where} ({want[:16]}..., found {actual[:16]}...); "
+                           f"the checkpoint is not unpickled. Restore the folder (or rebuild it: `python -m pipeline.weights build`)")
+
+
 class Extractor(_Extractor):
     name = "vocals"
     version = "1"
@@ -119,6 +148,7 @@ class Extractor(_Extractor):
         self.torch = torch
         self.device = torch_device(p.device)
         folder = self.folders["htdemucs"]
+        verify_before_unpickling(Path(folder), self.weights_fingerprint())
         self.model = get_model(p.model, repo=Path(folder)).to(self.device).eval()
         inner = self.model.models[0] if hasattr(self.model, "models") else self.model
         self.samplerate = int(inner.samplerate)

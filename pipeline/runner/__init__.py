@@ -33,8 +33,14 @@ several steps with no barrier between them (ingest uses it):
 4. an exception on a clip becomes ``Drop("error:<Type>")`` (cached like any reject; set
    ``runner.retry_errors`` to recompute those); a worker process that dies (segfault, OOM kill)
    is restarted and its batch re-run up to ``max_retries`` times; then its clips are dropped as
-   ``error:WorkerCrashed`` (not cached); an exception in ``setup()`` is a configuration error and
-   stops the stage.
+   ``error:WorkerCrashed`` (not cached; crashes and retries are logged and counted in the
+   outcome); an exception in ``setup()`` is a configuration error and stops the stage;
+5. a storage failure (full disk, I/O error, broken pipe, permission: ``core.storage``) is never a
+   reject: it stops the stage with a :class:`~core.storage.StorageError` naming the path; every
+   ffmpeg/ffprobe call in a worker is killed after ``media_timeout_s`` and (``processes`` backend)
+   a batch running longer than ``task_timeout_s`` (counted from when its worker begins it, so
+   ``setup()`` counts, a worker's own start does not) has its worker killed: both are
+   ``error:Timeout`` rejects.
 """
 
 from pipeline.runner.execute import StepSetupError, Worker, describe_exception, execute_batch

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from core.clip import Clip, Drop
+from core.storage import is_transient, storage_error
 from pipeline.cache import Cache, Result
 from pipeline.steps import Resources, Step, as_result
 
 if TYPE_CHECKING:
-    from pipeline.runner.schedule import ChainRun
+    from pipeline.runner.schedule import ChainRun, Task
 
 log = logging.getLogger("pipeline.runner")  # one logger name for the package, as in the stage logs
 
@@ -40,14 +41,23 @@ def execute_batch(step: Step, clips: Sequence[Clip], keys: Sequence[str], cache:
     """Run ``step`` on ``clips`` and commit every result to the cache. Used by every backend.
 
     A batch whose ``process`` raises is retried clip by clip, so one bad clip does not take its
-    batch-mates down with it.
+    batch-mates down with it. A storage failure (full disk, I/O error, permission:
+    :func:`core.storage.is_transient`) is never a reject: it raises :class:`~core.storage.StorageError`
+    naming the path, and nothing is cached for the batch.
     """
-    workdirs = [cache.new_workdir() for _ in clips]
+    try:
+        workdirs = [cache.new_workdir() for _ in clips]
+    except OSError as e:
+        raise storage_error(e, f"{step.name}: cannot write to the cache", cache.tmp) from e
     try:
         outputs = list(step.process(list(clips), workdirs))
         if len(outputs) != len(clips):
             raise RuntimeError(f"{step.name}.process returned {len(outputs)} results for {len(clips)} clips")
     except Exception as e:  # noqa: BLE001 - any failure on input data becomes a reject row
+        if is_transient(e, [n for c in clips for n in (c.source, c.source_rel)]):  # never a (cached) reject
+            for w in workdirs:
+                cache.discard(w)
+            raise storage_error(e, f"{step.name} on {clips[0].source_rel}", workdirs[0]) from e
         if len(clips) > 1:
             for w in workdirs:
                 cache.discard(w)
@@ -67,8 +77,20 @@ def execute_batch(step: Step, clips: Sequence[Clip], keys: Sequence[str], cache:
             workdir.mkdir()
             if clip.source and clip.source != clip.source_rel:
                 result = Drop(result.reason, result.message.replace(clip.source, clip.source_rel))
-        results.append(cache.put(step.name, key, workdir, result))
+        try:
+            results.append(cache.put(step.name, key, workdir, result))
+        except OSError as e:
+            raise storage_error(e, f"{step.name}: cannot write to the cache", cache.root) from e
     return results
+
+
+def timed_out(task: "Task", limit: float, cache: Cache) -> list[Result]:
+    """``error:Timeout`` results for a task whose batch ran longer than ``limit`` seconds (cached like any
+    error reject; ``runner.retry_errors`` recomputes them)."""
+    log.warning("%s: a batch of %d clip(s) ran longer than runner.task_timeout_s = %g s (%s); its worker was killed",
+                task.step.name, len(task.clips), limit, task.clips[0].source_rel)
+    drop = Drop("error:Timeout", f"{task.step.name} ran longer than runner.task_timeout_s = {limit:g} s on this batch; its worker was killed")
+    return [cache.put(task.step.name, key, cache.new_workdir(), drop) for key in task.keys]
 
 
 def setup_once(step: Step, ready: dict[str, Step]) -> Step:
@@ -104,9 +126,10 @@ class InProcessBackend:
 
     where = "machine"
 
-    def __init__(self, cache: Cache):
+    def __init__(self, cache: Cache, env: dict[str, str] | None = None):
         self.cache = cache
         self.ready: dict[str, Step] = {}  # set-up steps, kept across maps
+        os.environ.update(env or {})  # the driver is the worker here (ffmpeg time limit)
 
     @property
     def started(self) -> bool:

@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
+#: the variable ``core.media.timeout_s`` reads in a worker (not imported: the runner does not load media code)
+MEDIA_TIMEOUT_ENV = "SYNCHRORAMA_MEDIA_TIMEOUT_S"
+
 
 @dataclass(frozen=True)
 class RunnerParams:
@@ -25,10 +28,21 @@ class RunnerParams:
     # a stage whose error:* rejects exceed this share of its items exits non-zero (after writing its outputs),
     # so `dvc repro` stops instead of going on with a stage in which (nearly) everything failed
     max_error_fraction: float = 0.5
+    # seconds one batch of a step may run in a worker before the worker is killed and its clips rejected as
+    # error:Timeout (processes and ray backends; 0: no limit)
+    task_timeout_s: float = 3600.0
+    # seconds one ffmpeg/ffprobe process may run on a file before it is killed (error:Timeout), every backend
+    media_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_error_fraction <= 1.0:
             raise ValueError(f"max_error_fraction must be within [0, 1], got {self.max_error_fraction}")
+        if self.task_timeout_s < 0 or self.media_timeout_s <= 0:
+            raise ValueError(f"task_timeout_s must be >= 0 and media_timeout_s > 0, got {self.task_timeout_s} and {self.media_timeout_s}")
+
+    def worker_env(self) -> dict[str, str]:
+        """Environment the workers run with (the ffmpeg/ffprobe time limit, read by ``core.media``)."""
+        return {MEDIA_TIMEOUT_ENV: f"{self.media_timeout_s:g}"}
 
 
 def cluster_address(params: RunnerParams) -> str | None:

@@ -5,7 +5,8 @@ Workers are spawned (no fork: the driver may hold threads and model state), one 
 Starts in well under a second; this is what a single machine wants. One batch in flight per
 worker, so a crash is charged to the batch that caused it: a worker that dies (segfault, OOM kill)
 is restarted and its batch re-run up to ``max_retries`` times, then its clips are dropped as
-``error:WorkerCrashed`` (not cached).
+``error:WorkerCrashed`` (not cached). A batch running longer than ``task_timeout_s`` has its worker
+killed and its clips rejected as ``error:Timeout``.
 """
 
 from __future__ import annotations
@@ -13,20 +14,22 @@ from __future__ import annotations
 import multiprocessing
 import os
 import subprocess
+import time
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from core.clip import Clip, Drop
 from pipeline.cache import Cache
-from pipeline.runner.execute import StepSetupError, Worker
+from core.storage import StorageError
+from pipeline.runner.execute import StepSetupError, Worker, timed_out
 from pipeline.runner.params import RunnerParams
 from pipeline.runner.schedule import ChainRun, Task
 from pipeline.steps import Resources, Step
 
 
-def _process_worker_main(conn: Connection, cache_root: str) -> None:
+def _process_worker_main(conn: Connection, cache_root: str, env: dict[str, str]) -> None:
     """Body of one ``processes`` worker: set-up steps kept by identity, one batch at a time."""
-    worker = Worker(cache_root, {})
+    worker = Worker(cache_root, env)
     steps: dict[str, Step] = {}
     while True:
         try:
@@ -38,23 +41,26 @@ def _process_worker_main(conn: Connection, cache_root: str) -> None:
         ident, step, clips, keys = msg
         if step is not None:
             steps[ident] = step
+        conn.send(("start", None))  # the task's time limit counts from here (not from the worker's own start)
         try:
             reply: tuple[str, Any] = ("ok", worker.run(steps[ident], clips, keys))
         except StepSetupError as e:
             reply = ("setup", str(e))
+        except StorageError as e:
+            reply = ("storage", str(e))
         conn.send(reply)
 
 
 class _Process:
     """One local worker process and the driver's end of its pipe."""
 
-    def __init__(self, ctx: Any, cache_root: str, gpu: int | None):
+    def __init__(self, ctx: Any, cache_root: str, gpu: int | None, env: dict[str, str]):
         self.conn, child = ctx.Pipe()
         env_gpu = {"CUDA_VISIBLE_DEVICES": str(gpu)} if gpu is not None else {}
         saved = {k: os.environ.get(k) for k in env_gpu}
         os.environ.update(env_gpu)  # spawn copies the driver's environment at start()
         try:
-            self.proc = ctx.Process(target=_process_worker_main, args=(child, cache_root), daemon=True)
+            self.proc = ctx.Process(target=_process_worker_main, args=(child, cache_root, env), daemon=True)
             self.proc.start()
         finally:
             for k, v in saved.items():
@@ -124,7 +130,7 @@ class ProcessBackend:
 
         def spawn(slot: int) -> _Process:
             gpu = slot % gpus if gpus and res.gpus > 0 else None
-            return _Process(ctx, str(self.cache.root), gpu)
+            return _Process(ctx, str(self.cache.root), gpu, self.params.worker_env())
 
         procs = self.procs
         busy: dict[int, Task] = {}  # slot -> the task it runs
@@ -146,7 +152,18 @@ class ProcessBackend:
                     busy[slot] = task
                 conns = {procs[s].conn: s for s in busy}
                 sentinels = {procs[s].proc.sentinel: s for s in busy}
-                for ready in wait(list(conns) + list(sentinels)):
+                limit = self.params.task_timeout_s
+                running = [t for t in busy.values() if t.started]
+                left = min(t.started + limit - time.perf_counter() for t in running) if limit and running else None
+                for slot in [s for s, t in busy.items() if left is not None and t.started and time.perf_counter() - t.started > limit]:
+                    task = busy.pop(slot)  # hung: kill its worker, reject its clips (cached, like any error)
+                    procs[slot].proc.kill()
+                    procs[slot].stop(0)
+                    procs[slot] = spawn(slot)
+                    run.done(task, timed_out(task, limit, self.cache))
+                if left is not None and left <= 0:
+                    continue
+                for ready in wait(list(conns) + list(sentinels), timeout=left):
                     slot = conns.get(ready, sentinels.get(ready))  # type: ignore[arg-type]
                     if slot not in busy:
                         continue  # its pipe and its sentinel both fired
@@ -157,9 +174,14 @@ class ProcessBackend:
                         status, payload = None, None
                     if status is None and proc.proc.is_alive() and ready is proc.conn:
                         continue  # spurious wake-up
+                    if status == "start":
+                        busy[slot].started = time.perf_counter()
+                        continue
                     task = busy.pop(slot)
                     if status == "setup":
                         raise StepSetupError(payload)
+                    if status == "storage":
+                        raise StorageError(payload)
                     if status == "ok":
                         run.done(task, payload)
                         continue
@@ -168,6 +190,7 @@ class ProcessBackend:
                     code = proc.proc.exitcode
                     proc.stop(0)
                     procs[slot] = spawn(slot)
+                    run.crashed(task, f"exit code {code}", retry=task.crashes < self.params.max_retries)
                     if task.crashes < self.params.max_retries:
                         run.retry(task)
                     else:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from core.clip import Drop
+from core.storage import StorageError
 from pipeline.cache import Cache
 from pipeline.runner.execute import StepSetupError, Worker, describe_exception
 from pipeline.runner.params import RunnerParams, cluster_address
@@ -130,10 +131,13 @@ class RayBackend:
                     cause = e.cause if getattr(e, "cause", None) is not None else e
                     if isinstance(cause, StepSetupError):
                         raise StepSetupError(str(cause)) from None
+                    if isinstance(cause, StorageError):
+                        raise StorageError(str(cause)) from None
                     batch_results = [Drop(f"error:{type(cause).__name__}", describe_exception(cause))] * len(task.clips)
                 except ray.exceptions.RayActorError as e:  # includes ActorUnavailableError
                     # Ray restarted the worker and re-ran the task max_retries times: it kills its worker.
                     msg = f"worker process died {self.params.max_retries + 1} times on this clip: {str(e).splitlines()[0][:300]}"
+                    run.crashed(task, str(e).splitlines()[0][:200], retry=False)
                     batch_results = [Drop("error:WorkerCrashed", msg)] * len(task.clips)  # not cached: may be transient
                 run.done(task, batch_results)
 
@@ -164,7 +168,7 @@ class RayBackend:
         pool = self._pools.setdefault(res, [])
         cls = self.actor_class(res)
         while len(pool) < want:
-            pool.append(cls.remote(str(self.cache.root), forwarded_env()))
+            pool.append(cls.remote(str(self.cache.root), {**forwarded_env(), **self.params.worker_env()}))
         return pool
 
     def ping(self, actors: Sequence[Any]) -> list[int]:

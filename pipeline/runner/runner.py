@@ -72,7 +72,7 @@ class Runner:
         kind = "ray" if self.mode.startswith("ray") else self.mode
         if kind not in self._backends:
             if kind == "local":
-                self._backends[kind] = InProcessBackend(self.cache)
+                self._backends[kind] = InProcessBackend(self.cache, self.params.worker_env())
             elif kind == "processes":
                 self._backends[kind] = ProcessBackend(self.params, self.cache)
             else:
@@ -114,8 +114,9 @@ class Runner:
             run.bar.close()
         outcomes = run.outcomes(time.perf_counter() - t0)
         for o in outcomes:
-            log.info("%s: %d kept, %d dropped (%d cached, %d computed) in %.1fs", o.step,
-                     len(o.kept), len(o.drops), o.hits, o.misses, o.seconds)
+            log.info("%s: %d kept, %d dropped (%d cached, %d computed) in %.1fs%s", o.step,
+                     len(o.kept), len(o.drops), o.hits, o.misses, o.seconds,
+                     f"; {o.crashes} worker crash(es), {o.retries} retried" if o.crashes else "")
         return outcomes
 
     def _resources(self, step: Step, backend: Backend) -> Resources:

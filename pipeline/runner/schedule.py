@@ -7,6 +7,7 @@ Cache hits are resolved here, in the driver, so they never reach a worker.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from tqdm import tqdm
 from core.clip import Clip, Drop
 from pipeline.cache import Cache, Result
 from pipeline.steps import Step
+
+log = logging.getLogger("pipeline.runner")  # one logger name for the package, as in the stage logs
 
 
 @dataclass
@@ -29,6 +32,8 @@ class StepOutcome:
     hits: int = 0
     misses: int = 0
     seconds: float = 0.0
+    crashes: int = 0  # worker processes that died on a batch of this step
+    retries: int = 0  # ... of which the batch was run again
 
     @property
     def kept(self) -> list[Clip]:
@@ -58,6 +63,7 @@ class Task:
     keys: list[str]
     crashes: int = 0
     sent: float = 0.0
+    started: float = 0.0  # when a worker began running it (processes backend: the time limit counts from here)
 
 
 class ChainRun:
@@ -77,6 +83,7 @@ class ChainRun:
         self.inputs: list[dict[ItemPath, Clip]] = [{} for _ in range(n)]
         self.results: list[dict[ItemPath, Result]] = [{} for _ in range(n)]
         self.hits, self.misses, self.busy = [0] * n, [0] * n, [0.0] * n
+        self.crashes, self.retries = [0] * n, [0] * n
         self.waiting: list[deque[tuple[ItemPath, Clip, str, int]]] = [deque() for _ in range(n)]
         self.open = [0] * len(clips)  # unresolved items per source: the bar counts finished sources
         self.counts: Counter = Counter()
@@ -108,6 +115,13 @@ class ChainRun:
         return Task(level, step, self.idents[level], [i[0] for i in items], [i[1] for i in items],
                     [i[2] for i in items], crashes=max(i[3] for i in items), sent=time.perf_counter())
 
+    def crashed(self, task: Task, why: str, retry: bool) -> None:
+        """Count and log a worker that died running ``task`` (``retry``: it runs again)."""
+        self.crashes[task.level] += 1
+        self.retries[task.level] += int(retry)
+        log.warning("%s: a worker died (%s) on %s%s", task.step.name, why, ", ".join(c.key for c in task.clips[:3]),
+                    "; retrying" if retry else "; giving up (error:WorkerCrashed)")
+
     def retry(self, task: Task) -> None:
         """Put a crashed task's items back at the front of their step's queue."""
         for item in reversed(list(zip(task.paths, task.clips, task.keys))):
@@ -121,7 +135,8 @@ class ChainRun:
     def _offer(self, level: int, path: ItemPath, clip: Clip) -> None:
         self.inputs[level][path] = clip
         self.open[path[0]] += 1
-        name, key = self.steps[level].name, Cache.key(self.idents[level], clip)
+        step = self.steps[level]
+        name, key = step.name, Cache.key(self.idents[level], step.input_fingerprint(clip))
         cached = self.cache.get(name, key)
         if cached is None or (self.retry_errors and isinstance(cached, Drop) and cached.reason.startswith("error:")):
             self.misses[level] += 1
@@ -131,6 +146,7 @@ class ChainRun:
             self._resolve(level, path, cached)
 
     def _resolve(self, level: int, path: ItemPath, result: Result) -> None:
+        result = self.steps[level].adopt(self.inputs[level][path], result)  # a hit may be another clip's entry
         self.results[level][path] = result
         if isinstance(result, Drop):
             self.counts["dropped"] += 1
@@ -155,7 +171,7 @@ class ChainRun:
                 raise RuntimeError(f"{step.name}: {len(missing)} items never finished")
             out.append(StepOutcome(
                 step.name, [self.inputs[level][p] for p in paths], [self.results[level][p] for p in paths],
-                hits=self.hits[level], misses=self.misses[level],
+                hits=self.hits[level], misses=self.misses[level], crashes=self.crashes[level], retries=self.retries[level],
                 seconds=seconds if len(self.steps) == 1 else self.busy[level],
             ))
         return out

@@ -28,6 +28,7 @@ from core import params as params_mod
 from core.clip import Clip, Drop
 
 StepOutput = Union[Clip, list[Clip], Drop]
+Result = Union[list[Clip], Drop]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,15 @@ class Step:
         p = params_mod.fingerprint(self.params) if self.params is not None else ""
         raw = f"{self.name}|{self.version}|{p}|{self.weights_fingerprint()}"
         return hashlib.sha256(raw.encode()).hexdigest()
+
+    def input_fingerprint(self, clip: Clip) -> str:
+        """What of ``clip`` the result depends on (with :meth:`identity`, the cache key): the whole record
+        here; extractors narrow it to what they read (:attr:`pipeline.features.Extractor.reads`)."""
+        return clip.fingerprint()
+
+    def adopt(self, clip: Clip, result: Result) -> Result:
+        """``result``, maybe cached for another clip with the same inputs, as the result for ``clip``."""
+        return result
 
     # -- work -------------------------------------------------------------------------------------
     def setup(self) -> None:

@@ -11,6 +11,10 @@
   to ``target_lufs`` for the whole source (so clips of a source keep their relative level), reduced
   if needed to keep the sample peak under ``peak_dbfs``.
 
+* Time ranges: a record listed with ``meta["range"]`` (seconds on the video timeline) decodes only
+  that part (input seeking, ``-ss``/``-t`` before ``-i``): sample 0 then sits at the range start (or
+  where the audio begins, if later), the span is clipped to the range and the loudness is the range's.
+
 Output: ``files["audio_npy"]`` (float32, the whole decoded stream after gain) and ``meta["audio"]``.
 Drops: ``no_audio`` when the stream decodes to nothing or never overlaps the video.
 """
@@ -24,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from core.clip import NO_AUDIO, UNREADABLE, Clip, Drop
-from core.media import MediaError, decode_audio
+from core.media import MediaError, not_the_files_fault, decode_audio
 from pipeline.steps import Resources, Step
 
 
@@ -49,16 +53,27 @@ class DecodeAudio(Step):
     def __call__(self, clip: Clip, out: Path) -> Clip | Drop:
         p = self.params
         probe = clip.meta["probe"]
+        span = clip.meta.get("range")
+        cut = {}
+        if span:  # seek on the container clock (ffmpeg's -ss counts from the format start time)
+            cut = {"seek": float(probe["video_start"]) - float(probe.get("format_start", 0.0)) + float(span["start"]),
+                   "duration": float(span["end"]) - float(span["start"])}
         try:
-            x = decode_audio(clip.source, p.sample_rate, channels=int(probe["audio_channels"]) or None)
+            x = decode_audio(clip.source, p.sample_rate, channels=int(probe["audio_channels"]) or None, **cut)
         except MediaError as e:
+            if not_the_files_fault(e, clip.source):
+                raise
             return Drop(UNREADABLE, str(e))
         if x.size == 0:
             return Drop(NO_AUDIO, f"{clip.source_rel}: the audio stream decodes to no samples")
         offset = float(probe["audio_start"]) - float(probe["video_start"])
+        if span:
+            offset = max(offset, float(span["start"]))
         video_len = float(probe["video_end"]) - float(probe["video_start"])
         audio_len = x.size / p.sample_rate
         span_start, span_end = max(0.0, offset), min(video_len, offset + audio_len)
+        if span:
+            span_start, span_end = max(span_start, float(span["start"])), min(span_end, float(span["end"]))
         if span_end <= span_start:
             return Drop(NO_AUDIO, f"{clip.source_rel}: audio ({offset:.2f}..{offset + audio_len:.2f} s) never overlaps the video (0..{video_len:.2f} s)")
 

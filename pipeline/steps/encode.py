@@ -27,7 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from core.clip import Clip
-from core.media import BITEXACT, MediaError, clip_frames, ffprobe, run_ffmpeg
+from core.media import BITEXACT, Deadline, MediaError, clip_frames, ffprobe, run_ffmpeg
 from pipeline.steps import Resources, Step
 
 
@@ -143,16 +143,23 @@ class Encode(Step):
                "-vf", "format=yuv420p", *self._x264(), str(mp4)]
         with tempfile.TemporaryFile() as err:
             enc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
-            try:
-                for i, frame in enumerate(clip_frames(clip.source, seek, p.fps, frames, (dec_w, dec_h), what=clip.source_rel)):
-                    cx, cy, side = boxes[i, 0] * fx, boxes[i, 1] * fy, boxes[i, 2] * fx
-                    k = size / side
-                    M = np.array([[k, 0.0, size / 2 - k * cx], [0.0, k, size / 2 - k * cy]])
-                    crop = cv2.warpAffine(frame, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-                    enc.stdin.write(crop.tobytes())  # type: ignore[union-attr]
-            finally:
-                enc.stdin.close()  # type: ignore[union-attr]
-                rc = enc.wait()
+            with Deadline(enc, clip.source_rel) as deadline:
+                try:
+                    for i, frame in enumerate(clip_frames(clip.source, seek, p.fps, frames, (dec_w, dec_h), what=clip.source_rel)):
+                        cx, cy, side = boxes[i, 0] * fx, boxes[i, 1] * fy, boxes[i, 2] * fx
+                        k = size / side
+                        M = np.array([[k, 0.0, size / 2 - k * cx], [0.0, k, size / 2 - k * cy]])
+                        crop = cv2.warpAffine(frame, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                        enc.stdin.write(crop.tobytes())  # type: ignore[union-attr]
+                except BrokenPipeError:  # the encoder stopped early: its own message (below) says why
+                    pass
+                finally:
+                    try:
+                        enc.stdin.close()  # type: ignore[union-attr]
+                    except BrokenPipeError:
+                        pass
+                    rc = enc.wait()
+            deadline.check()
             if rc:
                 err.seek(0)
                 raise MediaError(f"ffmpeg failed encoding the face crop of {clip.source_rel}: {err.read().decode(errors='replace')[-500:]}")

@@ -6,7 +6,8 @@ next cut is the quietest frame (audio RMS in dB, smoothed over ``smooth_s``) amo
 both this clip and the remainder within [``min_s``, ``max_s``]; within ``tie_db`` of the quietest,
 the latest frame wins, so clips come out as long as the silences allow.
 
-Fan-out: one source record in, a list of clip records out (keys ``<dataset>__<source>__<start_ms>``).
+Fan-out: one source record in, a list of clip records out (keys ``<dataset>__<source>__<start_ms>``;
+``<dataset>__<source>__<range>__<start_ms>`` for a record listed with a time range, ``meta["range"]``).
 Drops: ``too_short`` when the span holds fewer than ``min_s`` seconds of frames.
 """
 
@@ -72,12 +73,18 @@ class Segment(Step):
                 "cut_at_silence": bool(cut_db is not None and cut_db <= p.silence_db),
             }
             clips.append(clip.evolve(
-                key=clip_key(clip.dataset, clip.source_rel, start),
+                key=clip_key(clip.dataset, clip.source_rel, start, _span(clip)),
                 start=round(start, 6),
                 duration=(b - a) / p.fps,
                 meta={"segment": seg},
             ))
         return clips
+
+
+def _span(clip: Clip) -> tuple[float, float] | None:
+    """The source time range this record was listed with (``meta["range"]``), if any."""
+    r = clip.meta.get("range")
+    return (float(r["start"]), float(r["end"])) if r else None
 
 
 def frame_energy_db(x: np.ndarray, hop: int, n_frames: int) -> np.ndarray:

@@ -173,3 +173,35 @@ def test_scores_from_tiny_weights_are_not_applied_unless_asked(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     report, after, _ = _run(tmp_path)
     assert report["tiny_scores_ignored"] == [] and report["dropped_by_reason"]["music"] > 0
+
+
+def test_a_global_speaker_id_lands_in_one_split_across_datasets(tmp_path):
+    """A metadata table's global speaker ids (``speaker_scope: global``): one split per person in every
+    dataset, and a person held out by a test-only dataset is never trained on elsewhere."""
+    _write_project(tmp_path, {"tablea": (12, 2), "tableb": (12, 2), "scoped": (12, 2), "tableeval": (2, 1)})
+    for name in ("tablea", "tableb", "tableeval"):
+        path = tmp_path / "shards" / "clips" / name / "manifest.parquet"
+        rows = pq.read_table(path).to_pylist()
+        for r in rows:
+            if name == "tableeval":  # the held-out people are spk05 and spk07 of the other tables
+                r["speaker"] = {"spk00": "spk05", "spk01": "spk07"}[r["speaker"]]
+            r["source_meta"] = json.dumps({"speaker": r["speaker"], "speaker_scope": "global"})
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    report, decisions, _ = _run(tmp_path)
+
+    kept = [d for d in decisions if not d["reason"]]
+    split = {}
+    for d in kept:
+        if d["dataset"] != "scoped":
+            split.setdefault(d["speaker"], set()).add(d["split"])
+    assert all(len(s) == 1 for s in split.values()), split  # one split per global person, across tablea/tableb/tableeval
+    assert split["spk05"] == {"test"} and split["spk07"] == {"test"}
+    by_ds = {(d["dataset"], d["speaker"]): d["split"] for d in kept}
+    others = [f"spk{i:02d}" for i in range(12) if f"spk{i:02d}" not in ("spk05", "spk07")]
+    # the global split is the hash of (seed, speaker) in the global namespace, not of the dataset
+    assert all(by_ds[("tablea", s)] == select.split_of(0, select.GLOBAL, s, 0.2, 0.2) for s in others if ("tablea", s) in by_ds)
+    # dataset-scoped ids of the same names are independent: some land elsewhere
+    assert any(by_ds.get(("scoped", s)) not in (None, by_ds.get(("tablea", s))) for s in others)
+    # counted once per person, not once per dataset
+    assert report["splits"]["test"]["speakers"] == len({(d["dataset"] if d["dataset"] == "scoped" else "*", d["speaker"])
+                                                        for d in kept if d["split"] == "test"})

@@ -21,9 +21,11 @@ def test_processes_two_workers_crash_retry_and_setup_errors(env):
         crash = r.map(CrashOnce(log), clips(3))  # each clip kills its worker once, then succeeds
         assert [c.key for c in crash.kept] == ["0", "1", "2"]
         assert not {p.proc.pid for p in r.backend.procs} & pids  # both workers were replaced
+        assert crash.crashes == crash.retries == 3  # counted (and logged) for the stage report
 
         dead = r.map(CrashOnce(log, always=True), clips(1)[:1])
         assert dead.drops[0][1].reason == "error:WorkerCrashed" and "2 times" in dead.drops[0][1].message
+        assert (dead.crashes, dead.retries) == (2, 1)
         assert cache.get("crash_once", Cache.key(CrashOnce(log, always=True).identity(), clips(1)[0])) is None  # not cached
 
         again = r.map(Double(log), clips(8))  # the restarted workers serve the next step
