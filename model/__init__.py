@@ -19,13 +19,26 @@ or MediaPipe (DESIGN 1.1).
                           real null per condition (shared by training and inference)
 - ``model.data``          the training loader: clip shards + feature sidecars -> stage-1/stage-2 samples
 - ``model.metrics``       (a room) Table 1 metrics, functional + streaming, cross-checked against references
-
-Planned: ``model.train`` (the two training stages and A2M, from ``model.builder`` + ``model.data`` +
-``model.conditioning``), ``model.inference`` (DDIM sampling with classifier-free guidance; not named
-``pipeline``, which is the data package), ``model.evaluate`` (Table 1 on the test split with
-``model.metrics``).
+- ``model.train``         the trainer (A2M, stage 1, stage 2; helpers in ``model.training``)
+- ``model.inference``     ``TalkingFacePipeline``: DDIM with classifier-free guidance over chained windows (not named
+                          ``pipeline``, which is the data package); ``model.generate`` its command line
+- ``model.evaluate``      the Table 1 stage on the test split (``model.evaluation``: params, reference statistics, reports)
 
 Below ``model``: ``core.sd15`` (SD 1.5 folder layout and verification), ``core.tiny_sd`` (a tiny, seeded
 SD 1.5-like folder), ``core.shards`` (the shard format the loader reads), ``core.mp4`` (frame decoding).
 The paper-scale parameter counts and memory estimate are a benchmark: ``python -m bench.paper_scale``.
 """
+
+#: component classes by name, imported on first access (``model.DenoisingUNet``): diffusers resolves a saved
+#: pipeline's ``model_index.json`` entries ``["model", "<Class>"]`` through this package
+_CLASSES = {"DenoisingUNet": "model.unet", "ReferenceNet": "model.reference_net", "AudioProjection": "model.audio_proj",
+            "EmotionEmbedding": "model.emotion_embed", "A2M": "model.a2m", "ImageProjection": "model.image_proj",
+            "TalkingFacePipeline": "model.inference.pipeline"}
+
+
+def __getattr__(name: str):
+    if name in _CLASSES:
+        import importlib
+
+        return getattr(importlib.import_module(_CLASSES[name]), name)
+    raise AttributeError(f"module 'model' has no attribute {name!r}")

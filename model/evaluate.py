@@ -92,22 +92,39 @@ def run(params_file: Path | str | None = None, max_clips: int | None = None) -> 
 
     stats = load_reference(Path(e.reference_dir), e.split, [x["key"] for x in entries], data.size, e.max_frames,
                            e.fvd_stride, res.weights_dir)
-    part = metrics_cli.collect(videos, targets, metrics, res.weights_dir, data.size, landmarks=targets,
-                               device=str(device), fvd_stride=e.fvd_stride, names=mine, target_stats=stats)
-    gathered = gather_object([{"part": part.portable(), "rows": rows}])
+    # one partial per dataset (Table 1 reports each test set on its own); the judges load once
+    datasets = sorted({x["dataset"] for x in entries})
+    judges = metrics_cli.load_judges(metrics, res.weights_dir, str(device), targets)
+    parts = {d: metrics_cli.collect(videos, targets, metrics, res.weights_dir, data.size, landmarks=targets,
+                                    device=str(device), fvd_stride=e.fvd_stride, judges=judges,
+                                    names={x["key"] for x in entries if x["dataset"] == d and x["key"] in mine},
+                                    skip_target=set(stats[d]) if stats else set())
+             for d in datasets}
+    gathered = gather_object([{"parts": {d: p.portable() for d, p in parts.items()}, "rows": rows}])
     if not main:
         accelerator.wait_for_everyone()
         return {}
-    part.merge([g["part"] for g in gathered[1:]])
     rows = sorted((r for g in gathered for r in g["rows"]), key=lambda r: r["clip"])
-    report = metrics_cli.finalize(part, metrics, videos, targets, res.weights_dir, data.size, str(device), e.fvd_stride)
+    finish = lambda part: metrics_cli.finalize(part, metrics, videos, targets, res.weights_dir, data.size, str(device),  # noqa: E731
+                                               e.fvd_stride)
+    per_dataset = {}
+    for d in datasets:
+        parts[d].merge([g["parts"][d] for g in gathered[1:]])  # the other ranks' sums, added once
+        if stats:
+            metrics_cli.use_reference(parts[d], stats[d])
+        per_dataset[d] = finish(parts[d])
+    report = per_dataset[datasets[0]]
+    if len(datasets) > 1:  # every dataset's sums together (ground truth included)
+        report = finish(parts[datasets[0]].merge([parts[d].portable() for d in datasets[1:]]))
     for row in rows:
         row.update({k: v for k, v in report["per_video"].get(row["clip"], {}).items() if k not in row})
-    datasets = sorted({r["dataset"] for r in rows})
     rep.write_json(out / "metrics.json", rep.flat_metrics(report, loaded.tiny))
     rep.write_per_clip(out / "per_clip.parquet", rows)
-    rep.write_json(out / "protocol.json", _protocol(report, res, loaded, stats is not None, world, rows))
-    table = rep.table_markdown(report, f"split {e.split}", loaded.tiny, datasets)
+    protocol = _protocol(report, res, loaded, stats is not None, world, rows)
+    protocol["per_dataset"] = {d: {"metrics": r["metrics"], "counts": r["counts"], "unavailable": r["unavailable"]}
+                               for d, r in per_dataset.items()}
+    rep.write_json(out / "protocol.json", protocol)
+    table = rep.table_markdown(report, per_dataset, f"split {e.split}", loaded.tiny)
     (out / "table.md").write_text(table)
     shown = []
     for row in rows[:e.show]:

@@ -2,7 +2,7 @@
 
     python -m model.evaluation.reference [--params FILE] [-v]
 
-Writes ``<evaluate.reference_dir>/<split>.pt`` (per metric the ground-truth feature sums
+Writes ``<evaluate.reference_dir>/<split>.pt`` (per dataset of the split, per metric the ground-truth feature sums
 ``target_sum (D,)``, ``target_outer (D, D)``, ``target_count`` of :class:`model.metrics.frechet.FrechetMetric`)
 and ``<split>.json`` (what they were computed from: the split's clip keys, frame size, frames per clip,
 FVD stride, the judges' fingerprints). The ground-truth videos are those of :mod:`model.evaluation.targets`
@@ -46,8 +46,8 @@ def _meta(split: str, keys: list[str], size: int, max_frames: int, fvd_stride: i
 
 
 def load_reference(folder: Path, split: str, keys: list[str], size: int, max_frames: int, fvd_stride: int,
-                   weights_dir: Path) -> dict[str, dict] | None:
-    """The cached sums when they were computed for exactly this evaluation, else None (logged)."""
+                   weights_dir: Path) -> dict[str, dict[str, dict]] | None:
+    """The cached sums ``{dataset: {metric: sums}}`` when computed for exactly this evaluation, else None (logged)."""
     stats, meta = folder / f"{split}.pt", folder / f"{split}.json"
     if not stats.is_file() or not meta.is_file():
         log.info("no cached reference statistics in %s: FID/FVD's ground-truth side is computed here", folder)
@@ -79,14 +79,17 @@ def compute(params_file: Path | str | None = None) -> dict[str, Any]:
     entries = entries[:e.max_clips] if e.max_clips else entries
     keys = [x["key"] for x in entries]
     wanted = [m for m in metrics_cli.parse_metrics(e.metrics) if m in FRECHET]
-    with tempfile.TemporaryDirectory(prefix="eval-reference-") as tmp:
-        for clip in iter_clips(data, e.split, shard_root, keys=set(keys)):
-            write_target(clip, Path(tmp), clip_frames(clip, e.max_frames))
-        states = metrics_cli.reference_states(Path(tmp), wanted, res.weights_dir, data.size, "cpu", e.fvd_stride)
+    states: dict[str, dict] = {}  # per dataset: Table 1 reports each test set on its own
+    for dataset in sorted({x["dataset"] for x in entries}):
+        with tempfile.TemporaryDirectory(prefix="eval-reference-") as tmp:
+            mine = {x["key"] for x in entries if x["dataset"] == dataset}
+            for clip in iter_clips(data, e.split, shard_root, keys=mine):
+                write_target(clip, Path(tmp), clip_frames(clip, e.max_frames))
+            states[dataset] = metrics_cli.reference_states(Path(tmp), wanted, res.weights_dir, data.size, "cpu", e.fvd_stride)
     folder = Path(e.reference_dir)
     folder.mkdir(parents=True, exist_ok=True)
     meta = _meta(e.split, keys, data.size, e.max_frames, e.fvd_stride, res.weights_dir)
-    meta["counts"] = {m: int(s["target_count"]) for m, s in states.items()}
+    meta["counts"] = {d: {m: int(s["target_count"]) for m, s in by.items()} for d, by in states.items()}
     for name, write in ((f"{e.split}.pt", lambda p: torch.save(states, p)),
                         (f"{e.split}.json", lambda p: p.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n"))):
         tmp_path = folder / f".{name}.tmp-{os.getpid()}"

@@ -77,9 +77,9 @@ def _cell(value: float | None) -> str:
     return "—" if value is None else (f"{value:.2f}" if abs(value) >= 10 else f"{value:.3f}".rstrip("0").rstrip(".") if value else "0")
 
 
-def table_markdown(report: dict, label: str, tiny: bool, datasets: list[str]) -> str:
-    """Paper Table 1's columns: the paper's rows per dataset, then ours (unavailable metrics as —, with
-    their reasons below)."""
+def table_markdown(report: dict, per_dataset: dict[str, dict], label: str, tiny: bool) -> str:
+    """Paper Table 1's columns: the paper's rows per dataset, then ours per dataset of the split (and all of
+    them together when there are several); unavailable metrics as —, with their reasons below."""
     header = "| Method | " + " | ".join(f"{h} {'↑' if up else '↓'}" for h, _, up in COLUMNS) + " |"
     rule = "|---|" + "---|" * len(COLUMNS)
     lines = [f"# Evaluation: {label}", ""]
@@ -89,14 +89,19 @@ def table_markdown(report: dict, label: str, tiny: bool, datasets: list[str]) ->
         lines += [f"## {name} (paper Table 1)", "", header, rule]
         lines += [f"| {method} | " + " | ".join(_cell(v) for v in values) + " |" for method, values in rows.items()]
         lines.append("")
-    ours = [report["metrics"].get(key) for _, key, _ in COLUMNS]
-    who = f"this run ({', '.join(datasets) or 'no clips'}{', tiny' if tiny else ''})"
-    lines += [f"## {who}", "", header, rule, f"| SynchroRaMa, {who} | " + " | ".join(_cell(v) for v in ours) + " |", ""]
-    c = report["counts"]
-    lines.append(f"{c['videos']} clips, {c['frames']} frames at {report['size']}x{report['size']}, {report['fps']} fps; "
-                 f"FVD clips {c['fvd_clips']}; frames with face landmarks {c['face_frames']}.")
-    if report["unavailable"]:
-        lines += ["", "Unavailable:"] + [f"- {m}: {why}" for m, why in report["unavailable"].items()]
+    ours = dict(per_dataset)
+    if len(per_dataset) > 1:
+        ours["all"] = report
+    lines += [f"## This run{' (tiny)' if tiny else ''}", "", header, rule]
+    for name, r in ours.items():
+        lines.append(f"| SynchroRaMa, this run: {name}{', tiny' if tiny else ''} | "
+                     + " | ".join(_cell(r["metrics"].get(key)) for _, key, _ in COLUMNS) + " |")
+    lines.append("")
+    for name, r in ours.items():
+        c = r["counts"]
+        lines.append(f"- {name}: {c['videos']} clips, {c['frames']} frames at {r['size']}x{r['size']}, {r['fps']} fps; "
+                     f"FVD clips {c['fvd_clips']}; frames with face landmarks {c['face_frames']}.")
+        lines += [f"  - {m} unavailable: {why}" for m, why in r["unavailable"].items()]
     if report.get("tiny"):
         lines += ["", "Computed with tiny stand-in judges: " + ", ".join(report["tiny"]) + "."]
     return "\n".join(lines) + "\n"

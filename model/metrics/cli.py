@@ -173,9 +173,12 @@ class Partial:
 
 def collect(pred: Path, target: Path, metrics: list[str], weights: Path = Path("weights/paper"), size: int = 512,
             landmarks: Path | None = None, pred_landmarks: Path | None = None, device: str = "cpu", fvd_stride: int = 16,
-            names: set[str] | None = None, target_stats: dict[str, dict] | None = None) -> Partial:
-    """Update every metric's stream over the pairs (only ``names`` when given). ``target_stats``: cached
-    ground-truth sums of ``fid``/``fvd`` (:func:`reference_states`): those streams then see the generated side only."""
+            names: set[str] | None = None, skip_target: set[str] | frozenset[str] = frozenset(),
+            judges: tuple | None = None) -> Partial:
+    """Update every metric's stream over the pairs (only ``names`` when given). ``skip_target``: ``fid``/``fvd``
+    whose ground-truth side is cached (:func:`reference_states`; add it with :func:`use_reference` once, after
+    the ranks' partials are merged): those streams see the generated side only. ``judges``: what
+    :func:`load_judges` returned (loaded once for several calls)."""
     from model.metrics import fvd as fvd_mod
 
     media.require_ffmpeg()
@@ -188,9 +191,10 @@ def collect(pred: Path, target: Path, metrics: list[str], weights: Path = Path("
                                 f"(generated only: {pred_only[:5]}, ground truth only: {target_only[:5]})")
     for name in pred_only + target_only:
         log.warning("%s has no counterpart: skipped", name)
-    judges, unavailable, tiny, folders = _load_judges(metrics, weights, device, landmarks)
+    judges, unavailable, tiny, folders = judges if judges is not None else _load_judges(metrics, weights, device, landmarks)
+    unavailable = dict(unavailable)
     streams = _streams(metrics, judges, fvd_stride)
-    cached = set(target_stats or {}) & {"fid", "fvd"}
+    cached = set(skip_target) & {"fid", "fvd"}
     per_video: dict[str, dict] = {}
     counts = {"videos": 0, "frames": 0, "fvd_clips": 0, "face_videos": 0, "face_frames": 0}
     missing_landmarks, missing_audio = [], []
@@ -254,12 +258,21 @@ def collect(pred: Path, target: Path, metrics: list[str], weights: Path = Path("
                 res = one.compute()
                 row.update({k: v for k, v in res.items() if k.startswith("sync_")})
                 streams["sync"].merge([one.state()])
-    for m in cached & set(streams):  # the cached ground-truth side
-        state = streams[m].state()
-        state.update({k: torch.as_tensor(v) for k, v in target_stats[m].items() if k.startswith("target_")})
-        streams[m].load_state(state)
     return Partial(streams, per_video, counts, missing_landmarks, missing_audio, unavailable, tiny, folders,
                    [name for name, _, _ in pairs], pred_only, target_only)
+
+
+load_judges = _load_judges
+
+
+def use_reference(part: Partial, target_stats: dict[str, dict]) -> Partial:
+    """Add the cached ground-truth sums of ``fid``/``fvd`` to a (merged) partial whose streams skipped them."""
+    for m, stats in target_stats.items():
+        if m in part.streams:
+            state = part.streams[m].state()
+            state.update({k: torch.as_tensor(v) for k, v in stats.items() if k.startswith("target_")})
+            part.streams[m].load_state(state)
+    return part
 
 
 def reference_states(target: Path, metrics: list[str], weights: Path, size: int = 512, device: str = "cpu",
@@ -281,7 +294,7 @@ def reference_states(target: Path, metrics: list[str], weights: Path, size: int 
 def finalize(part: Partial, metrics: list[str], pred: Path, target: Path, weights: Path, size: int, device: str,
              fvd_stride: int) -> dict:
     """The report of the (merged) partial."""
-    streams, counts, unavailable, tiny, folders = part.streams, part.counts, part.unavailable, part.tiny, part.folders
+    streams, counts, unavailable, tiny, folders = part.streams, part.counts, dict(part.unavailable), part.tiny, part.folders
     missing_landmarks, missing_audio, per_video = part.missing_landmarks, part.missing_audio, part.per_video
     pairs = part.pairs
     results: dict[str, float] = {}
