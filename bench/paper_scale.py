@@ -80,6 +80,7 @@ def parameter_counts(components: dict[str, nn.Module] | None = None) -> dict[str
             audio_proj=c["audio_proj"],
             emotion_embed=c["emotion_embed"],
             a2m=c["a2m"],
+            image_proj=c.get("image_proj"),
             vae=c["vae"],
             text_encoder=c["text_encoder"],
         )
@@ -215,8 +216,8 @@ def training_memory(stage: str = "stage2", setting: PaperSetting = PaperSetting(
     """Estimated peak training memory (GiB) of one step, bf16 activations, with and without
     gradient checkpointing (see the module docstring for what is counted)."""
     counts = counts or parameter_counts()
-    components = ("denoising_unet", "reference_net", "audio_proj", "emotion_embed", "vae", "text_encoder")
-    total_params = sum(counts[k] for k in components)
+    components = ("denoising_unet", "reference_net", "audio_proj", "emotion_embed", "vae", "text_encoder", "image_proj")
+    total_params = sum(counts.get(k, 0) for k in components)
     trainable = counts[f"trainable.{stage}"]
     states = trainable * 16 + (total_params - trainable) * 2
     act = activation_bytes(stage, setting)

@@ -12,6 +12,8 @@ classes, 768-d tokens for the SD 1.5 UNet).
   initialized with weights from the original Stable Diffusion model" (section 4): the 4-attention
   DenoisingUNet and the ReferenceNet start from ``unet/`` (read once); the VAE, CLIP text encoder and
   tokenizer are used as they are (frozen); the other components are new, from ``params``;
+- the ImageProjection (:mod:`model.image_proj`, figure 2a's CLIP path of the reference image) takes the
+  UNet's ``cross_attention_dim``; ``model.image_proj.enabled: false`` leaves it out (``None``);
 - with ``folder=None``: the SD 1.5 architectures from :mod:`core.sd15`'s configurations, randomly
   initialised; on the ``meta`` device this is the paper-scale model without memory (the parameter
   counts and memory estimate of ``bench.paper_scale``).
@@ -67,6 +69,16 @@ class EmotionEmbedParams:
 
 
 @dataclass(frozen=True)
+class ImageProjParams:
+    """``model.image_proj``: ImageProjection (the reference image's CLIP image embedding, added to the
+    cross-attention context through a zero-initialised projection; :mod:`model.image_proj`)."""
+
+    enabled: bool = True  # false: no CLIP image path (samples then need no reference_image_embed)
+    in_dim: int = 768  # CLIP ViT-L/14 projected embedding (the clip_image sidecar's width; 16 for the tiny stand-in)
+    tokens: int = 1  # context positions the image is added to, from BOS
+
+
+@dataclass(frozen=True)
 class VPFlowParams:
     """``model.a2m.flow``: the A2M's volume-preserving flow (its channels are ``z_channels``, its
     condition the A2M's ``cond_dim``)."""
@@ -106,6 +118,7 @@ class ModelParams:
     audio_proj: AudioProjParams = field(default_factory=AudioProjParams)
     emotion_embed: EmotionEmbedParams = field(default_factory=EmotionEmbedParams)
     a2m: A2MParams = field(default_factory=A2MParams)
+    image_proj: ImageProjParams = field(default_factory=ImageProjParams)
     conditioning: ConditioningParams = field(default_factory=ConditioningParams)
 
     def __post_init__(self) -> None:
@@ -168,6 +181,16 @@ def build_a2m(params: ModelParams):
     return A2M(**params.a2m.kwargs())
 
 
+def build_image_proj(params: ModelParams, cross_attention_dim: int = 768):
+    """The ImageProjection (None when ``model.image_proj.enabled`` is false)."""
+    if not params.image_proj.enabled:
+        return None
+    from model.image_proj import ImageProjection
+
+    return ImageProjection(in_dim=params.image_proj.in_dim, cross_attention_dim=cross_attention_dim,
+                           tokens=params.image_proj.tokens)
+
+
 def build_vae():
     """The SD 1.5 VAE architecture (:data:`core.sd15.SD15_VAE_CONFIG`), randomly initialised."""
     from diffusers import AutoencoderKL
@@ -199,10 +222,12 @@ class Components:
     vae: Any  # diffusers.AutoencoderKL
     text_encoder: Any  # transformers.CLIPTextModel
     tokenizer: Any = None  # transformers.CLIPTokenizer (None without an SD 1.5 folder)
+    image_proj: Any = None  # model.image_proj.ImageProjection (None with model.image_proj.enabled false)
 
     def modules(self) -> dict[str, Any]:
-        """The networks by name: the keywords of :func:`model.stages.set_stage`."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tokenizer"}
+        """The networks by name: the keywords of :func:`model.stages.set_stage` (``image_proj`` when built)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "tokenizer" and getattr(self, f.name) is not None}
 
 
 @contextmanager
@@ -236,7 +261,7 @@ def build_components(folder: str | Path | None, params: ModelParams | None = Non
             return Components(
                 unet=build_denoising_unet(params), reference_net=build_reference_net(), audio_proj=build_audio_proj(params),
                 emotion_embed=build_emotion_embed(params), a2m=build_a2m(params), vae=build_vae(),
-                text_encoder=build_text_encoder())
+                text_encoder=build_text_encoder(), image_proj=build_image_proj(params))
     if device.type == "meta":
         raise ValueError("weights cannot be loaded onto the meta device: pass folder=None for the architecture alone")
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -256,7 +281,8 @@ def build_components(folder: str | Path | None, params: ModelParams | None = Non
             emotion_embed=build_emotion_embed(params), a2m=build_a2m(params),
             vae=AutoencoderKL.from_pretrained(str(root / "vae"), local_files_only=True),
             text_encoder=CLIPTextModel.from_pretrained(str(root / "text_encoder"), local_files_only=True),
-            tokenizer=CLIPTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True))
+            tokenizer=CLIPTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True),
+            image_proj=build_image_proj(params, unet.unet.config.cross_attention_dim))
     if device.type != "cpu":
         for module in components.modules().values():
             module.to(device)

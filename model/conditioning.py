@@ -3,7 +3,9 @@
 One place turns a loader batch (:mod:`model.data`) into what the networks take (DESIGN 6):
 
     text_states        (B, L, D)          caption's CLIP text states, the cross-attention context of
-                                          both networks (3.4)
+                                          both networks (3.4), plus the reference image's CLIP image
+                                          tokens (figure 2a; ``image_proj``, :mod:`model.image_proj`:
+                                          ``reference_image_embed`` (B, P) -> added to the first positions)
     reference_latents  (B, C, h, w)       VAE latent of the reference image   } ReferenceNet input:
     motion_latents     (B, C, M, h, w)    VAE latents of the M motion frames  } its features go to the UNet
     audio_tokens       (B, T, T_a, D_a)   AudioProjection of the ``audio_embed`` window (T + 2c frames of
@@ -17,6 +19,9 @@ replaced by a REAL null, the same at training and at inference:
 
 - reference: zero latents, for the reference image AND the motion frames. Both enter as ReferenceNet
   tokens; identity would leak through motion frames kept alone, so they form one appearance condition.
+  The reference image's CLIP image tokens belong to it too: dropped, they are exactly zero (not the
+  projection of a zero embedding, which would be its LayerNorm/Linear bias), so the context is the
+  text states alone, as in SD 1.5.
 - caption: the text states of the empty string (:func:`empty_text_states`, computed as the caption
   extractor computes the captions' states: 77 tokens, padded), passed in by the caller.
 - audio: zero TOKENS, not zero wav2vec2 states. Zero states go through AudioProjection's MLP and
@@ -148,7 +153,7 @@ def build_conditions(batch: dict[str, Any], *, null_text_states: torch.Tensor, v
                      emotion_embed: Any = None, params: ConditioningParams | None = None,
                      drop: dict[str, torch.Tensor] | None = None, generator: torch.Generator | None = None,
                      reference_latents: torch.Tensor | None = None, motion_latents: torch.Tensor | None = None,
-                     device: Any = None, dtype: torch.dtype | None = None) -> Conditions:
+                     device: Any = None, dtype: torch.dtype | None = None, image_proj: Any = None) -> Conditions:
     """The conditions of a loader batch, with classifier-free-guidance dropout.
 
     ``null_text_states``: :func:`empty_text_states` (``(1, L, D)`` or ``(L, D)``); also the context of
@@ -157,7 +162,9 @@ def build_conditions(batch: dict[str, Any], *, null_text_states: torch.Tensor, v
     motion frames: ``data`` motion ``gt | a2m | mix`` is the trainer's choice). Audio tokens are built
     when ``audio_proj`` is given (the batch must hold ``audio_embed``), emotion tokens when
     ``emotion_embed`` is (``text_emotion``, ``speech_emotion``, ``valence_arousal``): stage 1 passes
-    neither. ``drop``: explicit masks (inference, :func:`fixed_masks`); otherwise drawn from
+    neither. ``image_proj`` (:class:`model.image_proj.ImageProjection`) adds the reference image's CLIP
+    tokens of ``batch["reference_image_embed"]`` ``(B, P)`` to the text states (zero where the reference
+    is dropped). ``drop``: explicit masks (inference, :func:`fixed_masks`); otherwise drawn from
     ``generator`` with ``params``' probabilities. ``dtype`` applies to text states and latents.
     """
     params = params or ConditioningParams()
@@ -187,6 +194,8 @@ def build_conditions(batch: dict[str, Any], *, null_text_states: torch.Tensor, v
             raise ValueError(f"text_states {tuple(text.shape)} and the empty-string states {tuple(null.shape)} differ: "
                              f"compute the null with the caption's text encoder and length")
         text = torch.where(_rows(drop["caption"], text), null, text)
+    if image_proj is not None:
+        text = image_proj.add_to(text, _image_tokens(batch, image_proj, drop["reference"], device))
 
     # reference image and motion frames: zero latents where dropped
     reference_latents = reference_latents.masked_fill(_rows(drop["reference"], reference_latents), 0.0)
@@ -208,6 +217,17 @@ def _needs(batch: dict[str, Any], names: tuple[str, ...], what: str) -> None:
     missing = [n for n in names if n not in batch]
     if missing:
         raise KeyError(f"{what} needs batch[{missing[0]!r}]: add its feature to data.stage2_features")
+
+
+def _image_tokens(batch: dict[str, Any], image_proj: Any, dropped: torch.Tensor, device: Any) -> torch.Tensor:
+    """ImageProjection of the reference image's CLIP embedding; exactly zero where the reference is dropped."""
+    if "reference_image_embed" not in batch:
+        raise KeyError("the reference image's CLIP path (model.image_proj) needs batch['reference_image_embed']: add "
+                       "clip_image to data.stage1_features / data.stage2_features (data.reference_image_embed names the "
+                       "entry), or set model.image_proj.enabled: false")
+    embeds = batch["reference_image_embed"].to(device, next(image_proj.parameters()).dtype)
+    tokens = image_proj(embeds)
+    return tokens.masked_fill(_rows(dropped, tokens), 0.0)
 
 
 def _audio_tokens(batch: dict[str, Any], audio_proj: Any, dropped: torch.Tensor, device: Any) -> torch.Tensor:

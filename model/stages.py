@@ -1,8 +1,9 @@
 """Which parameters each training stage optimises (paper section 4, DESIGN section 6).
 
 - ``stage1``: ReferenceNet and the spatial denoising UNet (the SD 1.5 weights of the UNet: every
-  parameter that is not in an added temporal/audio/emotion module). Trained on a target frame with
-  its reference image and motion frames.
+  parameter that is not in an added temporal/audio/emotion module), and the ImageProjection of the
+  reference image's CLIP embedding (figure 2a). Trained on a target frame with its reference image
+  and motion frames. (Stage 2 keeps the ImageProjection frozen.)
 - ``stage2``: the audio modules (``AudioProjection`` and every block's ``AudioAttention``), the
   temporal modules (``TemporalAttention``) and the emotion modules (``EmotionEmbedding`` and every
   block's ``EmotionAttention``). Trained on 14-frame clips.
@@ -32,6 +33,7 @@ def set_stage(
     audio_proj: nn.Module | None = None,
     emotion_embed: nn.Module | None = None,
     a2m: nn.Module | None = None,
+    image_proj: nn.Module | None = None,
     vae: nn.Module | None = None,
     text_encoder: nn.Module | None = None,
 ) -> list[nn.Parameter]:
@@ -39,7 +41,7 @@ def set_stage(
     parameters (for the optimiser). Components not given are left alone."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-    for module in (unet, reference_net, audio_proj, emotion_embed, a2m, vae, text_encoder):
+    for module in (unet, reference_net, audio_proj, emotion_embed, a2m, image_proj, vae, text_encoder):
         if module is not None:
             module.requires_grad_(False)
 
@@ -51,6 +53,8 @@ def set_stage(
         if reference_net is not None:
             unused = set(reference_net.unused_parameter_names())
             trainable += [p for n, p in reference_net.named_parameters() if n not in unused]
+        if image_proj is not None:
+            trainable += list(image_proj.parameters())
     elif stage == "stage2":
         if unet is not None:
             added = _added_parameter_ids(unet, ("temporal", "audio", "emotion"))

@@ -125,7 +125,12 @@ def train(stage: str, params_file: Path | str | None = None, max_steps: int | No
         frozen_a2m = None
         if stage == "stage2":
             init = _newest(t.init_from, "train.stage2.init_from")
-            for name in ("unet", "reference_net"):
+            for name in ("unet", "reference_net", "image_proj"):
+                if getattr(comps, name) is None:
+                    continue
+                if not checkpoint.weights_folder(init, name).is_dir():
+                    raise checkpoint.CheckpointError(f"{init} has no {name} (model.{name} is enabled): retrain stage 1 with it, "
+                                                     f"or set model.{name}.enabled: false")
                 checkpoint.load_weights(getattr(comps, name), checkpoint.weights_folder(init, name))
             if t.motion_source != "gt":
                 frozen_a2m = comps.a2m
@@ -133,7 +138,7 @@ def train(stage: str, params_file: Path | str | None = None, max_steps: int | No
                 frozen_a2m.requires_grad_(False).eval().to(device)
             if main:
                 log.info("stage 2 starts from %s", init)
-        nets = {name: getattr(comps, name) for name in NETWORKS[stage]}
+        nets = {name: getattr(comps, name) for name in NETWORKS[stage] if getattr(comps, name) is not None}
         del comps
     guards.check_batch(res, peek, model_params, cross_dim)
     set_stage(stage, vae=vae, **nets)
@@ -154,6 +159,8 @@ def train(stage: str, params_file: Path | str | None = None, max_steps: int | No
     if stage == "stage2" or any(getattr(t.aux, n) for n in aux_losses.NAMES):
         frozen.aux, aux_status = aux_losses.setup(stage, t.aux, Path(weights.dir) / weights.profile, _to(peek, device), device,
                                                    quiet=not main)
+        if frozen.aux:
+            frozen.aux_decoder = aux_losses.load_decoder(t.aux, Path(weights.dir) / weights.profile, vae, device)
 
     # ---------------------------------------------------------------- optimiser
     optimizer = torch.optim.AdamW(list(named.values()), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay, eps=t.eps)
@@ -171,7 +178,8 @@ def train(stage: str, params_file: Path | str | None = None, max_steps: int | No
                                              f"is {stage} with {world}: resume with the same world size (or --resume none)")
         bare = accelerator.unwrap_model(model)
         for name in TRAINED[stage]:
-            checkpoint.load_weights(bare.nets[name], resume_from / name)
+            if name in bare.nets:
+                checkpoint.load_weights(bare.nets[name], resume_from / name)
         optimizer.load_state_dict(state["optimizer"])
         lr_scheduler.load_state_dict(state["lr_scheduler"])
         if accelerator.scaler is not None and state.get("scaler"):
@@ -197,6 +205,8 @@ def train(stage: str, params_file: Path | str | None = None, max_steps: int | No
     # ---------------------------------------------------------------- loop
     result = Result(stage=stage, start=start, step=start, aux=aux_status)
     shape = latent_shape(stage, vae, peek, model_params.a2m)
+    if "reference_latents" in peek:  # the latent cache was encoded at features.latents.size
+        guards.check_cached_latents(peek["reference_latents"], vae, data_params.size)
     val_every = t.val_every
     model.train()
     for step in range(start + 1, end + 1):
@@ -258,8 +268,8 @@ def train(stage: str, params_file: Path | str | None = None, max_steps: int | No
                 extra: dict[str, Any] = {"run.json": record}
                 if scheduler is not None:
                     extra["scheduler"] = scheduler
-                result.checkpoint = checkpoint.finish(root, step, {n: bare.nets[n] for n in TRAINED[stage]}, ema, state, extra,
-                                                      t.keep_last)
+                saved = {n: bare.nets[n] for n in TRAINED[stage] if n in bare.nets}
+                result.checkpoint = checkpoint.finish(root, step, saved, ema, state, extra, t.keep_last)
             accelerator.wait_for_everyone()
     runlog.close()
     accelerator.end_training()

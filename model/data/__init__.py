@@ -12,6 +12,8 @@ Stage 1 sample (image pairs with motion frames)::
     target         (3, S, S)                      a random frame t
     motion_frames  (M, 3, S, S)                   frames t-M .. t-1 (indices clamped to the clip)
     text_states    (77, D) float32                caption's CLIP text states (if caption is configured)
+    reference_image_embed (P,) float32            the reference frame's CLIP image embedding (the clip_image row of
+                                                  ``reference_index``, ``data.reference_image_embed``; model.image_proj)
 
 Stage 2 sample (T = ``target_frames`` = 14, M = ``motion_frames`` = 2, c = ``audio_context``)::
 
@@ -37,6 +39,10 @@ that fill a sample entry and how they are cut (:mod:`model.data.features`). The 
 ``MEMBERS`` and its name in ``data.<stage>_features``. Feature names are checked against the
 sidecars present when a ``ClipWindows`` opens (:class:`MissingFeatureError` naming the key and the
 ``dvc repro extract@<f>-<ds>`` fix).
+
+With ``latents: cached`` (the ``latents`` feature in the stage's list) samples carry ``latents`` (the window's
+rows, (T, C, h, w); stage 1: (1, C, h, w)), ``motion_latents`` (M, C, h, w) and ``reference_latents`` (C, h, w) from
+that sidecar, and ``reference``, ``motion_frames`` and ``target`` are not decoded (stage 2 keeps ``frames``).
 
 With ``pixels: uint8`` the frame tensors (``frames``, ``motion_frames``, ``reference``, ``target``) are
 uint8 RGB in [0, 255] instead; :func:`model_pixels` turns them into the float [-1, 1] frames on the device.

@@ -62,6 +62,9 @@ class ClipWindows(IterableDataset):
         self.root = self.layout.root
         self.clips = read_split(splits_dir if splits_dir else self.layout, split)
         self.features = params.features(stage)
+        if params.latents == "cached" and "latents" not in self.features:
+            raise MissingFeatureError(f"data.latents: cached reads the latents feature: add latents to data.{stage}_features "
+                                      f"(and run `dvc repro extract@latents-<dataset>`), or set data.latents: pixels")
         self.units = sorted({(c["dataset"], c["shard"]) for c in self.clips})
         self.unit_clips = Counter((c["dataset"], c["shard"]) for c in self.clips)  # selected clips per shard
         self.selected = {(c["dataset"], c["key"]): c for c in self.clips}
@@ -189,23 +192,28 @@ class ClipWindows(IterableDataset):
             idx = stage1_indices(frames, p, rng)
         else:
             idx = stage2_indices(frames, p, rng, video.keyframes if video is not None else None)
-        needed = [*idx["frame_index"].tolist(), *idx["motion_index"].tolist(), int(idx["reference_index"])]
+        cached = p.latents == "cached"  # the latent cache: no pixels but stage 2's window (the aux losses' ground truth)
+        needed = [] if cached and self.stage == "stage1" else [*idx["frame_index"].tolist()]
+        if not cached:
+            needed += [*idx["motion_index"].tolist(), int(idx["reference_index"])]
         try:
-            decoded = video.decode(needed, p.size) if video is not None else decode_frames(clip["mp4"], needed, p.size, rgb=False)
+            decoded = {} if not needed else video.decode(needed, p.size) if video is not None else \
+                decode_frames(clip["mp4"], needed, p.size, rgb=False)
         except ValueError:
             try:
                 decoded = decode_frames(clip["mp4"], needed, p.size, rgb=False)
             except ValueError as e:
                 raise ValueError(f"clip {dataset}/{key} ({clip['__shard__']}): {e}") from e
         out: dict[str, Any] = {"dataset": dataset, "key": key, **{k: torch.from_numpy(np.asarray(v)) for k, v in idx.items()}}
-        out["reference"] = to_tensor([decoded[int(idx["reference_index"])]], bgr=True, dtype=p.pixels)[0]
         m = p.motion_frames
-        motion = to_tensor([decoded[i] for i in idx["motion_index"].tolist()], bgr=True, dtype=p.pixels) if m else \
-            torch.zeros(0, 3, p.size, p.size, dtype=getattr(torch, p.pixels))
-        out["motion_frames"] = motion
-        window = to_tensor([decoded[i] for i in idx["frame_index"].tolist()], bgr=True, dtype=p.pixels)
+        if not cached:
+            out["reference"] = to_tensor([decoded[int(idx["reference_index"])]], bgr=True, dtype=p.pixels)[0]
+            out["motion_frames"] = to_tensor([decoded[i] for i in idx["motion_index"].tolist()], bgr=True, dtype=p.pixels) if m \
+                else torch.zeros(0, 3, p.size, p.size, dtype=getattr(torch, p.pixels))
+        window = to_tensor([decoded[i] for i in idx["frame_index"].tolist()], bgr=True, dtype=p.pixels) if needed else None
         if self.stage == "stage1":
-            out["target"] = window[0]
+            if window is not None:
+                out["target"] = window[0]
         else:
             out["frames"] = window
             out["landmarks"] = self._landmarks(clip, frames, idx["frame_index"])

@@ -9,7 +9,10 @@ sample, cut by its ``window``:
     audio   the rows of the sample's audio window    (audio_embed (T + 2c, L, H))
     mean    the mean of the frames' rows             (text_emotion (C_t,), speech_emotion (C_ser,))
 
-then ``columns`` (keep the first N columns of the stored array) and float32. A new per-frame
+then ``columns`` (keep the first N columns of the stored array) and float32. The member filling
+``data.reference_image_embed`` (``clip_image``) also gives the reference frame's row as
+``reference_image_embed`` (the reference image's CLIP embedding, :mod:`model.image_proj`); the latent
+cache's ``latents`` member also gives ``motion_latents`` (M, C, h, w) and ``reference_latents`` (C, h, w). A new per-frame
 feature in training samples therefore needs only an extractor declaring ``MEMBERS`` and its name in
 ``data.<stage>_features``. Declarations are read once per (dataset, feature) when a dataset opens.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -33,8 +36,11 @@ from .windows import member_rows
 #: Sample entries the loader fills itself; a declared member may not claim them.
 BUILTIN_ENTRIES = frozenset({
     "dataset", "key", "worker", "position", "frame_index", "motion_index", "reference_index", "audio_index",
-    "reference", "motion_frames", "target", "frames", "landmarks",
+    "reference", "motion_frames", "target", "frames", "landmarks", "reference_image_embed", "motion_latents",
+    "reference_latents",
 })
+#: The latent cache's sample entry (``pipeline/features/latents.py``); its motion and reference rows are cut too.
+LATENTS = "latents"
 
 
 class MissingFeatureError(RuntimeError):
@@ -126,11 +132,20 @@ def fill(out: dict[str, Any], side: dict[str, Any], feature: SampleFeature, idx:
             f"{feature.name} to select.required_features (select then drops such clips), remove it from "
             f"data.{stage}_features, or re-run `dvc repro extract@{feature.name}-{dataset}`")
     for member in feature.members:
+        if member.sample == LATENTS and p.latents != "cached":
+            continue  # the latent cache is read with data.latents: cached only
         array = np.load(io.BytesIO(side[member.name]))
         if member.per_frame and array.shape[0] != frames:
             raise MissingFeatureError(f"clip {dataset}/{key}: {feature.name} {member.name} has {array.shape[0]} rows, the "
                                       f"clip {frames} frames (re-run `dvc repro extract@{feature.name}-{dataset}`)")
         out[member.sample] = cut(member, array, member_rows(member, idx, frames, p))
+        if member.sample == LATENTS and member.per_frame and "reference_index" in idx:  # the latent cache (data.latents)
+            whole = replace(member, window="frames")
+            out["motion_latents"] = cut(whole, array, np.asarray(idx["motion_index"], dtype=np.int64))
+            out["reference_latents"] = cut(whole, array, np.asarray([int(idx["reference_index"])]))[0]
+        if member.sample == p.reference_image_embed and member.per_frame and "reference_index" in idx:
+            row = replace(member, window="frames")  # one row, never averaged
+            out["reference_image_embed"] = cut(row, array, np.asarray([int(idx["reference_index"])]))[0]
 
 
 def cut(member: Member, array: np.ndarray, rows: np.ndarray | None) -> torch.Tensor:

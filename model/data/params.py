@@ -42,6 +42,14 @@ class DataParams:
     # stage 2: the window's own 16 kHz samples as ``audio`` (T x sample_rate / fps,) float32, the input of the
     # sync loss's audio branch (the SyncNet MFCC windows of the generated frames' driving audio)
     raw_audio: bool = True
+    # the per-frame sample entry whose REFERENCE-frame row becomes ``reference_image_embed`` (P,) in every stage-1 and
+    # stage-2 sample (the reference image's CLIP embedding, model.image_proj); its feature must be in the stage's
+    # features ("clip_image"); "" for none
+    reference_image_embed: str = "clip_image"
+    # "pixels": frames are decoded and the trainer encodes them with the VAE; "cached": the ``latents`` feature
+    # (pipeline/features/latents.py, listed in data.<stage>_features) gives ``latents`` (the window), ``motion_latents``
+    # and ``reference_latents``, and no frame is decoded except stage 2's window (the auxiliary losses' ground truth)
+    latents: Literal["pixels", "cached"] = "pixels"
 
     def __post_init__(self) -> None:
         for name in ("stage1_features", "stage2_features"):
@@ -54,6 +62,8 @@ class DataParams:
             raise ValueError("target_frames >= 1, motion_frames >= 0, audio_context >= 0 and size >= 8 are required")
         if self.stage2_reference not in ("any", "keyframe"):
             raise ValueError(f"stage2_reference must be 'any' or 'keyframe', got {self.stage2_reference!r}")
+        if self.latents not in ("pixels", "cached"):
+            raise ValueError(f"latents must be 'pixels' or 'cached', got {self.latents!r}")
         if self.pixels not in ("float32", "uint8"):
             raise ValueError(f"pixels must be 'float32' or 'uint8', got {self.pixels!r}")
 

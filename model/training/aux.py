@@ -31,10 +31,15 @@ A loss whose weight is non-zero is switched OFF, with one logged line and ``aux/
 run's metrics, when its judge module does not exist, its weights folder is missing, its target is not
 in the batch, or a probe of the adapter on the first batch's ground truth fails.
 
-Cost (DESIGN 6, ``bench.paper_scale``): decoding frames with gradient through the SD VAE decoder is
-the expensive part, about +29 GiB and 2x the stage-2 step time at paper scale for 20 frames (so about
-+20 GiB for the default 14); ``train.aux.frames`` trades it (8 is the least the sync loss takes). A
-cheaper decoder (a distilled tiny autoencoder) is not offered yet.
+Cost (``python -m bench.train_step``, figures in ``bench/README.md``): decoding frames with gradient
+through the SD VAE decoder is the expensive part: at 512x512 in bf16 autograd keeps 2.84 GiB per
+decoded frame (39.8 GiB per video for the default 14 frames; DESIGN 6's +29 GiB for 20 frames is an
+under-estimate), and at tiny scale the attr-action loss alone adds 29% to the stage-2 step;
+``train.aux.frames`` trades it (8 is the least the sync loss takes).
+``train.aux.decoder: tiny`` decodes through a TAESD-layout ``AutoencoderTiny`` instead (:func:`load_decoder`,
+``weights/<profile>/<train.aux.tiny_decoder>/``, e.g. ``madebyollin/taesd``, MIT): the same SD latents,
+0.27 GiB per frame (10.6x less) and 14x less CPU time per decoded frame, +5% instead of +29% at tiny
+scale; its frames approximate the VAE's (slightly blurred), so the losses judge an approximation.
 """
 
 from __future__ import annotations
@@ -209,9 +214,31 @@ def setup(stage: str, aux: AuxParams, weights_root: Path, batch: dict[str, Any],
     return active, status
 
 
+def load_decoder(aux: AuxParams, weights_root: Path, vae: Any, device: torch.device) -> Any:
+    """The decoder of the auxiliary losses: ``vae`` itself (``train.aux.decoder: vae``) or the frozen TAESD-layout
+    ``AutoencoderTiny`` of ``<weights_root>/<train.aux.tiny_decoder>/`` in the VAE's dtype (``tiny``). Both take
+    the SD latents as ``decode(latents / config.scaling_factor)`` (TAESD's factor is 1: it decodes scaled latents)."""
+    if aux.decoder == "vae":
+        return vae
+    from diffusers import AutoencoderTiny
+
+    folder = Path(weights_root) / aux.tiny_decoder
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}/config.json not found: train.aux.decoder tiny needs a TAESD folder there "
+                                f"(huggingface-cli download madebyollin/taesd --local-dir {folder}), or set train.aux.decoder: vae")
+    tiny = AutoencoderTiny.from_pretrained(str(folder), local_files_only=True)
+    param = next(vae.parameters())
+    if tiny.config.latent_channels != vae.config.latent_channels:
+        raise ValueError(f"{folder}: {tiny.config.latent_channels} latent channels, the VAE {vae.config.latent_channels}: "
+                         f"train.aux.tiny_decoder must name a decoder of the same latents")
+    tiny = tiny.requires_grad_(False).eval().to(param.device)
+    return tiny if param.dtype == torch.float32 else tiny.to(param.dtype)
+
+
 def compute(active: list[AuxLoss], vae: Any, x0: torch.Tensor, timesteps: torch.Tensor, batch: dict[str, Any],
             aux: AuxParams, uniform: torch.Tensor) -> dict[str, torch.Tensor]:
     """``{name: scalar}`` weighted-free means over the batch (zero for samples with t >= max_timestep).
+    ``vae``: the decoder (:func:`load_decoder`: the SD VAE or the tiny one).
 
     ``x0`` ``(B, C, T, h, w)`` predicted clean latents; ``uniform`` ``(B,)`` draws in [0, 1) that place
     each video's decoded frames."""

@@ -44,7 +44,8 @@ class MotionWindows(ClipWindows):
     def __init__(self, params: DataParams, first_clip_probability: float = 0.0, **kwargs: Any):
         import dataclasses
 
-        super().__init__(dataclasses.replace(params, stage2_features=["audio_embed"], raw_audio=False), "stage2", **kwargs)
+        super().__init__(dataclasses.replace(params, stage2_features=["audio_embed"], raw_audio=False, latents="pixels"), "stage2",
+                         **kwargs)
         self.first_clip_probability = first_clip_probability
 
     def build(self, clip: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:

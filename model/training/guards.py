@@ -7,7 +7,8 @@ Every mismatch is a :class:`core.params.ParamsError` naming both keys, raised be
 - the first batch (what the sidecars' ``members.json`` declare, as the loader cut it) vs ``model``:
   wav2vec2 layers/hidden of ``audio_embed`` vs ``model.audio_proj`` and ``model.a2m``, the emotion class
   counts of ``text_emotion``/``speech_emotion`` vs ``model.emotion_embed``, valence/arousal columns,
-  the caption's text-state width vs the UNet's ``cross_attention_dim`` (the SD folder's ``unet/config.json``).
+  the caption's text-state width vs the UNet's ``cross_attention_dim`` (the SD folder's ``unet/config.json``),
+  the reference image's CLIP embedding (``reference_image_embed``) vs ``model.image_proj.in_dim``.
 """
 
 from __future__ import annotations
@@ -77,9 +78,26 @@ def check_batch(res: Resolved, batch: dict[str, Any], model: Any, cross_attentio
             if entry in batch:
                 need(entry.replace("text_emotion", "emotion_text").replace("speech_emotion", "emotion_speech"),
                      getattr(model.emotion_embed, key.rsplit(".", 1)[1]), int(batch[entry].shape[-1]), key, what)
+    if res.stage != "a2m" and model.image_proj.enabled:
+        if "reference_image_embed" not in batch:
+            raise ParamsError(f"params.yaml: model.image_proj.enabled needs the reference image's CLIP embedding in the "
+                              f"samples: add clip_image to data.{res.stage}_features (data.reference_image_embed names "
+                              f"its entry), or set model.image_proj.enabled: false")
+        need("clip_image", model.image_proj.in_dim, int(batch["reference_image_embed"].shape[-1]), "model.image_proj.in_dim",
+             "the embedding size")
     if "text_states" in batch and res.stage != "a2m":
         need("caption", cross_attention_dim, int(batch["text_states"].shape[-1]), "unet/config.json cross_attention_dim",
              "the text-state width")
+
+
+def check_cached_latents(latents: torch.Tensor, vae: Any, size: int) -> None:
+    """The latent cache (``data.latents: cached``) holds the VAE's latents of ``data.size`` frames."""
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    want = (vae.config.latent_channels, size // factor, size // factor)
+    if tuple(latents.shape[-3:]) != want:
+        raise ParamsError(f"params.yaml: the latents sidecar holds {tuple(latents.shape[-3:])} latents, the VAE gives {want} for "
+                          f"data.size {size}: set features.latents.size to data.size ({size}) and re-run extract@latents-<dataset>, "
+                          f"or set data.latents: pixels")
 
 
 def git_commit() -> dict[str, Any]:

@@ -36,6 +36,11 @@ class AuxParams:
     emo_target: str = "face_va"  # batch entries holding the cached ground truth (a sidecar's sample name)
     au_target: str = "action_units"
     attr_action_target: str = "clip_image"
+    # the decoder of x0 -> frames: the SD 1.5 VAE's (exact, costly), or "tiny": a TAESD-layout diffusers
+    # AutoencoderTiny (madebyollin/taesd: same latents, ~1% of the decoder's FLOPs, approximate frames) loaded
+    # from weights/<profile>/<tiny_decoder>/ (memory and time of each: bench/README.md, bench.train_step)
+    decoder: Literal["vae", "tiny"] = "vae"
+    tiny_decoder: str = "taesd"
 
     def __post_init__(self) -> None:
         for name in ("sync", "emo", "au", "attr_action"):
@@ -43,6 +48,8 @@ class AuxParams:
                 raise ValueError(f"aux.{name} must be >= 0")
         if self.frames < 1:
             raise ValueError("aux.frames must be >= 1")
+        if self.decoder not in ("vae", "tiny"):
+            raise ValueError(f"aux.decoder must be vae or tiny, got {self.decoder!r}")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ def test_paper_scale_parameter_counts(counts):
     assert counts["denoising_unet"] == 859_520_964 + added
     # audio and emotion attentions have the same shapes (768-d tokens) in every block
     assert counts["denoising_unet.audio"] == counts["denoising_unet.emotion"]
-    assert counts["trainable.stage1"] == 2 * 859_520_964 - counts["reference_net.unused"]
+    assert counts["image_proj"] == 2 * 768 + 768 * 768 + 768  # LayerNorm + the zero-initialised Linear (figure 2a's CLIP path)
+    assert counts["trainable.stage1"] == 2 * 859_520_964 - counts["reference_net.unused"] + counts["image_proj"]
     assert counts["trainable.stage2"] == added + counts["audio_proj"] + counts["emotion_embed"]
     assert counts["trainable.a2m"] == counts["a2m"]
 
@@ -47,7 +48,8 @@ def test_training_memory_fields(counts):
     setting = PaperSetting(batch=1, frames=1, motion_frames=1, resolution=64)
     mem = training_memory("stage1", setting, counts)
     trainable = counts["trainable.stage1"]
-    frozen = sum(counts[k] for k in ("denoising_unet", "reference_net", "audio_proj", "emotion_embed", "vae", "text_encoder")) - trainable
+    frozen = sum(counts[k] for k in ("denoising_unet", "reference_net", "audio_proj", "emotion_embed", "vae", "text_encoder",
+                                     "image_proj")) - trainable
     assert mem["model_states_gib"] == pytest.approx((16 * trainable + 2 * frozen) / 2**30)
     assert mem["total_checkpointing_gib"] < mem["total_no_checkpointing_gib"]
 
@@ -60,4 +62,4 @@ def test_the_components_are_the_builders(counts):
     assert counts["audio_proj"] == sum(p.numel() for p in c.audio_proj.parameters())
     assert counts["a2m"] == sum(p.numel() for p in c.a2m.parameters())
     assert list(build_components("meta")) == ["denoising_unet", "reference_net", "audio_proj", "emotion_embed", "a2m", "vae",
-                                              "text_encoder"]
+                                              "text_encoder", "image_proj"]

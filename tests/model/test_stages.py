@@ -20,6 +20,7 @@ def _components(sd15_dir, awake: bool):
     if awake:
         wake_zero_outputs(c["unet"], seed=1)
         wake_zero_outputs(c["a2m"], seed=2)
+        wake_zero_outputs(c["image_proj"], seed=3)
     return c, parts.tokenizer
 
 
@@ -36,6 +37,7 @@ def _step(stage: str, c: dict, tokenizer) -> None:
         out = c["a2m"](motion, ref, randn(B, M, 3, 8, seed=5))
         a2m_vae_loss(out.sample, motion, out.mean, out.log_std, out.z_q, out.z_p).total.backward()
         return
+    text = c["image_proj"].add_to(text, c["image_proj"](randn(B, c["image_proj"].config.in_dim, seed=8)))  # figure 2a's CLIP path
     feats = c["reference_net"](ref, text, motion).features
     audio = emotion = None
     if stage == "stage2":
@@ -70,7 +72,7 @@ def test_stage_sets(sd15_dir):
     stage1 = set_stage("stage1", **c)
     assert count(stage1) == count(p for p in unet.parameters() if id(p) not in added) + count(
         p for n, p in c["reference_net"].named_parameters() if n not in unused
-    )
+    ) + count(c["image_proj"].parameters())
     stage2 = set_stage("stage2", **c)
     assert count(stage2) == count(p for p in unet.parameters() if id(p) in added) + count(
         c["audio_proj"].parameters()

@@ -44,9 +44,10 @@ def seeded(factory, seed: int = 0):
 
 
 def wake_zero_outputs(module: nn.Module, seed: int = 0, scale: float = 0.05) -> None:
-    """Give every zero-initialised output projection (added attentions, flow couplings) random
+    """Give every zero-initialised output projection (added attentions, flow couplings, image projection) random
     weights, as training would, so that those modules contribute."""
     from model.attention import TemporalAttention, ZeroOutCrossAttention
+    from model.image_proj import ImageProjection
     from model.vp_flow import ResidualCouplingLayer
 
     g = gen(seed)
@@ -56,6 +57,8 @@ def wake_zero_outputs(module: nn.Module, seed: int = 0, scale: float = 0.05) -> 
                 out = m.attn.to_out[0]
             elif isinstance(m, ResidualCouplingLayer):
                 out = m.post
+            elif isinstance(m, ImageProjection):
+                out = m.proj
             else:
                 continue
             out.weight.copy_(torch.randn(out.weight.shape, generator=g) * scale)

@@ -87,3 +87,21 @@ def test_declaration_errors_name_the_key_and_the_fix(project, tmp_path):
     with pytest.raises(MissingFeatureError, match=r"clip toy/toy__c\d__0000000: short x.npy has \d+ rows, the clip \d+ frames"
                                                   r".*extract@short-toy"):
         list(open_with("short"))
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_the_reference_frames_clip_row_is_reference_image_embed(project, stage):
+    from .toy import clip_rows
+
+    features = ["clip_image"] if stage == "stage1" else ["audio_embed", "clip_image"]
+    p = DataParams(size=SIDE, shuffle_buffer=2, seed=5, **{f"{stage}_features": features})
+    samples = list(ClipWindows(p, stage, shard_root=project / "shards", world_size=1, rank=0))
+    assert len({int(s["reference_index"]) for s in samples}) > 1
+    for s in samples:
+        ref, embed = int(s["reference_index"]), s["reference_image_embed"]
+        assert embed.shape == (16,) and embed.dtype == torch.float32
+        assert torch.equal(embed, torch.from_numpy(clip_rows([ref])[0].astype(np.float32)))
+        assert s["clip_image"].shape == (len(s["frame_index"]), 16)  # the window's rows stay the loss target
+    off = DataParams(size=SIDE, shuffle_buffer=2, reference_image_embed="", **{f"{stage}_features": features})
+    assert all("reference_image_embed" not in s for s in ClipWindows(off, stage, shard_root=project / "shards",
+                                                                      world_size=1, rank=0))

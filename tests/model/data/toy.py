@@ -59,7 +59,13 @@ PER_FEATURE = {
     "valence_arousal": lambda k, i: [("frames.npy", npy(np.stack([i / 100, -i / 100, i * 0], 1))),
                                      ("segments.npy", npy(np.zeros((2, 3), np.float32)))],
     "caption": lambda k, i: [("text_states.npy", npy(np.full((77, 8), len(k) % 7, np.float16))), ("sentence.npy", npy(np.zeros(4, np.float32)))],
+    "clip_image": lambda k, i: [("frames.npy", npy(clip_rows(i)))],
 }
+
+
+def clip_rows(i):
+    """The toy clip_image rows ``(F, 16)`` float16 of frame indices ``i``: row i says i (``cos(0.1 i (d + 1))``)."""
+    return np.cos(0.1 * np.asarray(i, np.float32)[:, None] * (np.arange(16) + 1)).astype(np.float16)
 
 
 def frame_rows(layout):
@@ -85,7 +91,7 @@ def add_sidecar(layout, feature, members, write, dropped=None, check=True):
 
 
 def make_project(root, dropped=None):
-    """Clip shards (3 tars) + the five stage-2 sidecars in the extractors' formats + a train split."""
+    """Clip shards (3 tars) + the stage-1/stage-2 sidecars (PER_FEATURE) in the extractors' formats + a train split."""
     media = root / "media"
     media.mkdir(parents=True)
     layout = ShardLayout(root / "shards")

@@ -21,10 +21,11 @@ MODEL = {
     "a2m": {"latent_channels": 4, "motion_frames": 2, "audio_layers": 3, "audio_dim": 8, "cond_dim": 16, "hidden_channels": 32,
             "num_downsamples": 2, "z_channels": 4, "norm_num_groups": 8,
             "flow": {"hidden_channels": 16, "num_flows": 2, "layers_per_coupling": 1, "kernel_size": 3}},
+    "image_proj": {"enabled": True, "in_dim": 16, "tokens": 1},  # the toy clip_image rows (16)
     "conditioning": {"drop_reference": 0.05, "drop_caption": 0.05, "drop_audio": 0.05, "drop_emotion": 0.05},
 }
-DATA = {"size": 32, "target_frames": 4, "motion_frames": 2, "audio_context": 2, "stage1_features": ["caption"],
-        "stage2_features": ["audio_embed", "emotion_text", "emotion_speech", "valence_arousal", "caption"],
+DATA = {"size": 32, "target_frames": 4, "motion_frames": 2, "audio_context": 2, "stage1_features": ["caption", "clip_image"],
+        "stage2_features": ["audio_embed", "emotion_text", "emotion_speech", "valence_arousal", "caption", "clip_image"],
         "shuffle_buffer": 4, "seed": 0}
 COMMON = {"batch_size": 2, "num_workers": 0, "log_every": 1, "checkpoint_every": 2, "keep_last": 5, "lr": 1e-4,
           "steps": 100, "seed": 0}

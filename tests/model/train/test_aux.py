@@ -82,3 +82,26 @@ def test_a_judge_whose_interface_does_not_fit_is_switched_off(judges_root, monke
     monkeypatch.setattr(face_va, "load", lambda folder, device: Broken())
     _, status = aux.setup("stage2", AuxParams(emo=1.0, frames=8), judges_root, _batch(), torch.device("cpu"))
     assert status["emo"] == "off: TypeError: not the interface"
+
+
+def test_the_tiny_decoder_option_decodes_the_same_latents_with_a_gradient(judges_root, project, tmp_path):
+    from diffusers import AutoencoderKL, AutoencoderTiny
+
+    from core.tiny_sd import write_tiny_taesd
+
+    vae = AutoencoderKL.from_pretrained(str(project / "weights" / "tiny" / "stable-diffusion-v1-5" / "vae")).requires_grad_(False)
+    assert aux.load_decoder(AuxParams(), tmp_path, vae, torch.device("cpu")) is vae
+    params = AuxParams(attr_action=1.0, frames=8, max_timestep=500, decoder="tiny", tiny_decoder="taesd-tiny")
+    with pytest.raises(FileNotFoundError, match=r"taesd-tiny/config.json not found: train.aux.decoder tiny needs"):
+        aux.load_decoder(params, tmp_path, vae, torch.device("cpu"))
+    write_tiny_taesd(tmp_path / "taesd-tiny", seed=0)
+    tiny = aux.load_decoder(params, tmp_path, vae, torch.device("cpu"))
+    assert isinstance(tiny, AutoencoderTiny) and not any(p.requires_grad for p in tiny.parameters())
+    x0 = torch.randn(B, 4, T, S // 2, S // 2, requires_grad=True)
+    assert tiny.decode(x0[:, :, 0]).sample.shape == vae.decode(x0[:, :, 0].detach()).sample.shape == (B, 3, S, S)
+    active, _ = aux.setup("stage2", params, judges_root, _batch(), torch.device("cpu"))
+    terms = aux.compute(active, tiny, x0, torch.tensor([10, 20]), _batch(), params, torch.tensor([0.0, 0.0]))
+    (grad,) = torch.autograd.grad(terms["attr_action"], x0)
+    assert torch.isfinite(terms["attr_action"]) and grad[0].abs().sum() > 0 and grad[1].abs().sum() > 0
+    with pytest.raises(ValueError, match="aux.decoder must be vae or tiny"):
+        AuxParams(decoder="taesd")

@@ -70,8 +70,12 @@ def test_sidecar_sizes_are_checked_against_the_model_keys(tmp_path):
     res = resolve("stage2", _write(tmp_path, {"tiny": {"model.audio_proj.hidden_dim": 32}}))
     model = load(ModelParams, "model", data=res.raw)
     batch = {"audio_embed": torch.zeros(1, 8, 3, 8), "text_emotion": torch.zeros(1, 7), "speech_emotion": torch.zeros(1, 4),
-             "valence_arousal": torch.zeros(1, 4, 2), "text_states": torch.zeros(1, 77, 32)}
+             "valence_arousal": torch.zeros(1, 4, 2), "text_states": torch.zeros(1, 77, 32), "reference_image_embed": torch.zeros(1, 16)}
     guards.check_batch(res, batch, model, 32)
+    with pytest.raises(ParamsError, match=r"model.image_proj.enabled needs .*add clip_image to data.stage2_features"):
+        guards.check_batch(res, {k: v for k, v in batch.items() if k != "reference_image_embed"}, model, 32)
+    with pytest.raises(ParamsError, match=r"model.image_proj.in_dim \(16\).*embedding size of the clip_image sidecar \(768,"):
+        guards.check_batch(res, {**batch, "reference_image_embed": torch.zeros(1, 768)}, model, 32)
     with pytest.raises(ParamsError, match=r"model.audio_proj.num_layers \(3\).*the wav2vec2 layers of the audio_embed sidecar \(13,"):
         guards.check_batch(res, {**batch, "audio_embed": torch.zeros(1, 8, 13, 8)}, model, 32)
     with pytest.raises(ParamsError, match=r"model.emotion_embed.ser_dim \(4\).*class count of the emotion_speech sidecar \(6,"):

@@ -44,7 +44,7 @@ def test_two_steps_give_the_golden_losses(runs, stage):
 
 def test_checkpoints_hold_every_trained_component_and_the_train_state(runs):
     out = runs[0] / "checkpoints"
-    for stage, components in (("stage1", ("unet", "reference_net")), ("a2m", ("a2m",)),
+    for stage, components in (("stage1", ("unet", "reference_net", "image_proj")), ("a2m", ("a2m",)),
                               ("stage2", ("unet", "audio_proj", "emotion_embed"))):
         step = out / stage / "step-2"
         assert step == runs[2][stage].checkpoint
@@ -73,6 +73,10 @@ def test_frozen_parts_are_untouched_and_every_trained_parameter_moves(runs, proj
         assert torch.equal(s1_unet[name], p) == any(a in name for a in added), name
     for name, p in fresh.reference_net.state_dict().items():
         assert torch.equal(s1_ref[name], p) == (name in unused), name
+    # figure 2a's CLIP path: stage 1 trains the zero-initialised image projection, stage 2 keeps it (not saved again)
+    s1_proj = _weights(out / "stage1" / "step-2", "image_proj")
+    assert not s1_proj["proj.weight"].equal(fresh.image_proj.proj.weight) and not fresh.image_proj.proj.weight.any()
+    assert not (out / "stage2" / "step-2" / "image_proj").exists()
     s2_unet = _weights(out / "stage2" / "step-2", "unet")
     for name, p in s1_unet.items():
         assert torch.equal(s2_unet[name], p) != any(a in name for a in added), name
@@ -117,7 +121,7 @@ def _resume_case(project, tmp_path, stage, common, extra=None):
 def test_a_stopped_and_resumed_run_repeats_the_uninterrupted_one_to_the_bit(project, tmp_path, stage, common):
     full, first, second = _resume_case(project, tmp_path, stage, {"checkpoint_every": 2, **common})
     assert second.start == 2 and first.losses + second.losses == full.losses  # bitwise: CPU ops are deterministic
-    names = {"stage1": ("unet", "reference_net"), "stage2": ("unet", "audio_proj", "emotion_embed"), "a2m": ("a2m",)}[stage]
+    names = {"stage1": ("unet", "reference_net", "image_proj"), "stage2": ("unet", "audio_proj", "emotion_embed"), "a2m": ("a2m",)}[stage]
     for c in names:
         a, b = _weights(full.checkpoint, c), _weights(second.checkpoint, c)
         assert all(torch.equal(a[k], b[k]) for k in a), c
