@@ -34,7 +34,7 @@ from model.data.clips import ClipFrames, iter_clips, split_entries
 from model.evaluation import report as rep
 from model.evaluation.params import resolve
 from model.evaluation.reference import load_reference
-from model.evaluation.targets import audio_of, clip_frames, write_target
+from model.evaluation.targets import clip_frames, write_target
 from model.inference.checkpoints import CheckpointsMissing, from_checkpoints
 from model.inference.video import side_by_side, write_video
 from model.metrics import cli as metrics_cli
@@ -84,7 +84,7 @@ def run(params_file: Path | str | None = None, max_clips: int | None = None) -> 
         gen = pipe(ClipFrames(clip, n), reference, inf, frames_per_clip=data.target_frames,
                    motion_frames=data.motion_frames, progress=main and log.isEnabledFor(logging.INFO))
         seconds = time.perf_counter() - start
-        write_video(videos / f"{clip.key}.mp4", gen.frames, fps=round(clip.fps), audio=audio_of(clip, n, work))
+        write_video(videos / f"{clip.key}.mp4", gen.frames, fps=round(clip.fps), audio=clip.write_wav(work, n))
         rows.append({"clip": clip.key, "dataset": clip.dataset, "speaker": clip.entry.get("speaker"), "frames": n,
                      "clip_frames": clip.frames, "windows": gen.windows, "first_motion": gen.first_motion,
                      "generate_s": round(seconds, 3), "generate_s_per_video_s": round(seconds / (n / clip.fps), 3)})
@@ -135,7 +135,7 @@ def run(params_file: Path | str | None = None, max_clips: int | None = None) -> 
 
         both = side_by_side(decode(videos / f"{row['clip']}.mp4", data.size), clip.decode_frames(data.size, row["frames"]))
         path = write_video(videos / f"{row['clip']}.side_by_side.mp4", np.ascontiguousarray(both), fps=round(clip.fps),
-                           audio=audio_of(clip, row["frames"], work))
+                           audio=clip.write_wav(work, row["frames"]))
         shown.append((row["clip"], path))
     (out / "index.html").write_text(rep.index_html(table, shown, loaded.tiny))
     shutil.rmtree(work, ignore_errors=True)

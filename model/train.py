@@ -35,7 +35,7 @@ from core.weights import WeightsParams, is_tiny
 from model.builder import ModelParams, build_a2m, build_components
 from model.data import DataParams, MissingFeatureError
 from model.stages import set_stage
-from model.training import checkpoint, guards, objective
+from model.training import checkpoint, guards, objective, val_video
 from model.training import aux as aux_losses
 from model.training.data import Batches, first_batch, make_dataset
 from model.training.ema import EMA
@@ -246,6 +246,10 @@ def train(stage: str, params_file: Path | str | None = None, max_steps: int | No
         if val_every and step % val_every == 0:
             try:
                 runlog.metric(step, {"val/loss": validate(stage, accelerator, model, frozen, t, data_params, shard_root, shape)})
+                if stage == "stage2" and t.val_video_frames and main:
+                    val_video.write(dict(accelerator.unwrap_model(model).nets), frozen, data_params, shard_root,
+                                    root / "videos", step, t.val_video_frames, t.val_video_steps)
+                accelerator.wait_for_everyone()
             except (FileNotFoundError, ValueError, MissingFeatureError) as e:
                 if main:
                     log.warning("validation is off for this run: %s", e)

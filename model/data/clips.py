@@ -107,12 +107,19 @@ class WholeClip:
         wav, rate = sf.read(io.BytesIO(self.members["wav"]), dtype="float32", always_2d=True)
         return wav.mean(axis=1), int(rate)
 
-    def write_wav(self, folder: Path | str | None = None) -> Path:
-        """The clip's wav bytes as a file (for muxing); in ``folder`` or a temporary folder."""
+    def write_wav(self, folder: Path | str | None = None, frames: int | None = None) -> Path:
+        """The clip's audio as ``<folder>/<key>.wav`` (a temporary folder by default), cut to its first ``frames``
+        frames when given (16-bit PCM as ingest writes it)."""
+        import soundfile as sf
+
         folder = Path(folder or tempfile.mkdtemp(prefix="clip-audio-"))
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.key}.wav"
-        path.write_bytes(self.members["wav"])
+        if frames is None:
+            path.write_bytes(self.members["wav"])
+            return path
+        wav, rate = self.audio()
+        sf.write(path, wav[:int(round(frames / self.fps * rate))], rate, subtype="PCM_16")
         return path
 
 

@@ -20,17 +20,6 @@ def clip_frames(clip: WholeClip, max_frames: int) -> int:
     return clip.frames if max_frames <= 0 else min(clip.frames, max_frames)
 
 
-def audio_of(clip: WholeClip, frames: int, folder: Path) -> Path:
-    """The clip's audio cut to ``frames`` frames, as a wav in ``folder``."""
-    import soundfile as sf
-
-    wav, rate = clip.audio()
-    keep = int(round(frames / clip.fps * rate))
-    path = folder / f"{clip.key}.wav"
-    sf.write(path, wav[:keep], rate, subtype="PCM_16")
-    return path
-
-
 def write_target(clip: WholeClip, folder: Path, frames: int) -> Path:
     """``folder/<key>.mp4`` and ``folder/<key>.landmarks.npy`` (when the clip has landmarks)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -38,7 +27,7 @@ def write_target(clip: WholeClip, folder: Path, frames: int) -> Path:
     with tempfile.TemporaryDirectory(prefix="eval-target-") as tmp:
         src = Path(tmp) / "clip.mp4"
         src.write_bytes(clip.members["mp4"])
-        wav = audio_of(clip, frames, Path(tmp))
+        wav = clip.write_wav(Path(tmp), frames)
         media.run_ffmpeg(["-y", "-i", str(src), "-i", str(wav), "-map", "0:v:0", "-map", "1:a:0", "-frames:v", str(frames),
                           "-c:v", "copy", "-c:a", "aac", "-b:a", "128k", *media.BITEXACT, str(out)], what=str(out))
     if "landmarks.npy" in clip.members:

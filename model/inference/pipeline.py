@@ -87,11 +87,13 @@ class TalkingFacePipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, source: ClipSource, reference: torch.Tensor, params: InferenceParams | None = None,
                  frames_per_clip: int = 14, motion_frames: int | None = None, seed: int | None = None,
-                 decode: bool = True, progress: bool = True) -> Generation:
+                 decode: bool = True, progress: bool = True, null_text_states: torch.Tensor | None = None) -> Generation:
         """Generate ``source.frames`` frames.
 
         ``reference``: ``(3, S, S)`` uint8 or [-1, 1] float pixels of the reference image (the clip's
         first frame in the paper's protocol). ``motion_frames``: M (default: the A2M's, else 2).
+        ``null_text_states``: the empty caption's states when already computed (the trainer's validation,
+        which keeps no text encoder); else from the pipeline's text encoder.
         """
         p = params or InferenceParams()
         device, dtype = self._param().device, self._param().dtype
@@ -105,7 +107,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         timesteps = self.scheduler.timesteps
         branches = len(p.guidance.branches())
         drop = branch_masks(p.guidance, 1, device)
-        null = self.null_text_states().to(dtype)
+        null = (null_text_states if null_text_states is not None else self.null_text_states()).to(device, dtype)
         ref_latent = encode_latents(self.vae, reference[None].to(device)).to(dtype)  # (1, C, h, w)
 
         first = p.first_motion if (p.first_motion == "reference" or self.a2m is not None) else "reference"

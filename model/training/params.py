@@ -75,6 +75,10 @@ class TrainParams:
     log_every: int = 10  # dvclive rows every N steps (losses averaged over them)
     val_every: int = 0  # validation loss on the val split every N steps (0: off)
     val_batches: int = 2
+    # stage 2: with each validation, a video of the val split's first clip (its first N frames, from its first frame
+    # and own audio) generated through the inference code, in <out_dir>/stage2/videos/step-N.mp4 (0: none)
+    val_video_frames: int = 0
+    val_video_steps: int = 20  # its DDIM steps
     checkpoint_every: int = 1000  # and always at the last step
     keep_last: int = 2  # step-N folders kept
     out_dir: str = "checkpoints"  # checkpoints/<stage>/step-N/

@@ -32,7 +32,7 @@ def runs(project, tmp_path_factory):
     asked for without its target in the batch), 2 steps each."""
     out = tmp_path_factory.mktemp("runs")
     params = write_params(project, out, stage2={"init_from": str(out / "checkpoints" / "stage1"), "val_every": 1,
-                                                "aux": {"emo": 0.1, "frames": 4}})
+                                                "val_video_frames": 6, "val_video_steps": 2, "aux": {"emo": 0.1, "frames": 4}})
     results = {stage: train(stage, params, max_steps=2, resume="none") for stage in ("stage1", "a2m", "stage2")}
     return out, params, results
 
@@ -101,6 +101,13 @@ def test_metrics_plots_and_validation_are_logged(runs):
     rows = (reports / "stage2" / "plots" / "metrics" / "val" / "loss.tsv").read_text().splitlines()
     assert rows[0] == "step\tloss" and len(rows) == 3
     assert (reports / "a2m" / "plots" / "metrics" / "loss" / "kl.tsv").is_file()
+    # a validation video per validation, through the inference code, with the clip's audio (the golden losses above
+    # prove it leaves the training's random streams alone)
+    videos = sorted((runs[0] / "checkpoints" / "stage2" / "videos").glob("*.mp4"))
+    assert [v.name for v in videos] == ["step-1.mp4", "step-2.mp4"]
+    from model.metrics.video import decode, probe
+
+    assert len(decode(videos[0], 32)) == 6 and probe(videos[0]).has_audio
 
 
 def _resume_case(project, tmp_path, stage, common, extra=None):
