@@ -248,12 +248,18 @@ def compute(active: list[AuxLoss], vae: Any, x0: torch.Tensor, timesteps: torch.
     batch_size, frames, n = x0.shape[0], x0.shape[2], aux.frames
     if keep.numel() == 0:
         return {a.name: x0.sum() * 0.0 for a in active}
+    # at most max_videos decoded (the first eligible ones): bounded memory; the sum is rescaled by eligible / decoded
+    # so the expected loss is the same as decoding every eligible video
+    scale = 1.0
+    if aux.max_videos and keep.numel() > aux.max_videos:
+        scale = keep.numel() / aux.max_videos
+        keep = keep[:aux.max_videos]
     starts = (uniform[keep.cpu()] * (frames - n + 1)).long().clamp(max=frames - n)
     latents = _rows(x0[keep].transpose(1, 2), starts, n)  # (K, n, C, h, w)
     param = next(vae.parameters())
     decoded = vae.decode((latents.flatten(0, 1) / vae.config.scaling_factor).to(param.dtype)).sample
     generated = decoded.reshape(len(keep), n, *decoded.shape[1:])
     sub = {k: v[keep.cpu()] if isinstance(v, torch.Tensor) and v.shape[:1] == (batch_size,) else v for k, v in batch.items()}
-    return {a.name: a.fn(a, generated, sub, starts, n).sum() / batch_size for a in active}
+    return {a.name: a.fn(a, generated, sub, starts, n).sum() * scale / batch_size for a in active}
 
 

@@ -33,6 +33,9 @@ class AuxParams:
     attr_action: float = 0.0  # eq. 5, 1 - cos of CLIP image embeddings (judges.clip_image) vs the cached target
     max_timestep: int = 200  # aux losses only for samples with t < this (x0 is meaningful there)
     frames: int = 14  # consecutive frames decoded with gradient per video (the sync loss needs >= 8)
+    # at most this many eligible videos of a micro-batch are decoded (0: all): the decode's memory is per frame
+    # (2.84 GiB per 512 px frame with the SD VAE, bench/README.md), so 4 x 14 frames would not fit any GPU
+    max_videos: int = 0
     emo_target: str = "face_va"  # batch entries holding the cached ground truth (a sidecar's sample name)
     au_target: str = "action_units"
     attr_action_target: str = "clip_image"
@@ -46,6 +49,8 @@ class AuxParams:
         for name in ("sync", "emo", "au", "attr_action"):
             if getattr(self, name) < 0:
                 raise ValueError(f"aux.{name} must be >= 0")
+        if self.max_videos < 0:
+            raise ValueError("aux.max_videos must be >= 0 (0: every eligible video)")
         if self.frames < 1:
             raise ValueError("aux.frames must be >= 1")
         if self.decoder not in ("vae", "tiny"):

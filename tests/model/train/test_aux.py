@@ -105,3 +105,29 @@ def test_the_tiny_decoder_option_decodes_the_same_latents_with_a_gradient(judges
     assert torch.isfinite(terms["attr_action"]) and grad[0].abs().sum() > 0 and grad[1].abs().sum() > 0
     with pytest.raises(ValueError, match="aux.decoder must be vae or tiny"):
         AuxParams(decoder="taesd")
+
+
+def test_max_videos_decodes_only_the_first_eligible_videos_and_rescales(judges_root, project):
+    """Both videos below max_timestep, max_videos 1: only the first is decoded (the decode's memory is per frame), and
+    its loss counts for both (eligible / decoded), so the expected loss is unchanged."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(str(project / "weights" / "tiny" / "stable-diffusion-v1-5" / "vae")).requires_grad_(False)
+    every = AuxParams(attr_action=1.0, frames=8, max_timestep=500)
+    one = AuxParams(attr_action=1.0, frames=8, max_timestep=500, max_videos=1)
+    active, _ = aux.setup("stage2", every, judges_root, _batch(), torch.device("cpu"))
+    x0 = torch.randn(B, 4, T, S // 2, S // 2, requires_grad=True)
+    t, u = torch.tensor([10, 20]), torch.tensor([0.0, 0.0])
+    decoded = []
+    hook = vae.decoder.register_forward_hook(lambda m, i, o: decoded.append(o.shape[0]))
+    try:
+        capped = aux.compute(active, vae, x0, t, _batch(), one, u)["attr_action"]
+        assert decoded == [T]  # one video's frames
+        alone = aux.compute(active, vae, x0[:1], t[:1], {k: v[:1] for k, v in _batch().items()}, every, u[:1])["attr_action"]
+    finally:
+        hook.remove()
+    assert torch.allclose(capped, alone, atol=1e-6)  # x 2 eligible / 1 decoded, / batch 2 == the first video's own loss
+    (grad,) = torch.autograd.grad(capped, x0)
+    assert grad[0].abs().sum() > 0 and grad[1].abs().sum() == 0
+    with pytest.raises(ValueError, match="max_videos"):
+        AuxParams(max_videos=-1)
