@@ -37,10 +37,10 @@ several steps with no barrier between them (ingest uses it):
    outcome); an exception in ``setup()`` is a configuration error and stops the stage;
 5. a storage failure (full disk, I/O error, broken pipe, permission: ``core.storage``) is never a
    reject: it stops the stage with a :class:`~core.storage.StorageError` naming the path; every
-   ffmpeg/ffprobe call in a worker is killed after ``media_timeout_s`` and (``processes`` backend)
-   a batch running longer than ``task_timeout_s`` (counted from when its worker begins it, so
-   ``setup()`` counts, a worker's own start does not) has its worker killed: both are
-   ``error:Timeout`` rejects.
+   ffmpeg/ffprobe call in a worker is killed after ``media_timeout_s`` and a batch running longer than
+   ``task_timeout_s`` has its worker killed (``processes``: counted from when its worker begins it, so
+   ``setup()`` counts, a worker's own start does not; ``ray``: from its submission to the actor, which is
+   killed without restart and replaced): both are ``error:Timeout`` rejects.
 """
 
 from pipeline.runner.execute import StepSetupError, Worker, describe_exception, execute_batch

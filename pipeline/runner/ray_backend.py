@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any, Sequence
@@ -112,6 +113,8 @@ class RayBackend:
         step_refs: dict[str, Any] = {}
         idle = deque(a for a in pool for _ in range(max(1, self.params.in_flight)))
         pending: dict[Any, tuple[Task, Any]] = {}
+        submitted: dict[Any, float] = {}
+        limit = self.params.task_timeout_s
         while run.queue or pending:
             while run.queue and idle:
                 task = run.pop()
@@ -120,9 +123,15 @@ class RayBackend:
                 if task.ident not in step_refs:
                     step_refs[task.ident] = ray.put(task.step)
                 actor = idle.popleft()
-                pending[actor.run.remote(step_refs[task.ident], task.clips, task.keys)] = (task, actor)
-            ready, _ = ray.wait(list(pending), num_returns=1)
+                ref = actor.run.remote(step_refs[task.ident], task.clips, task.keys)
+                pending[ref], submitted[ref] = (task, actor), time.perf_counter()
+            left = min(submitted[r] + limit for r in pending) - time.perf_counter() if limit and pending else None
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=None if left is None else max(0.0, left))
+            if not ready and left is not None:
+                self._kill_overdue(run, pool, res, pending, submitted, idle, limit)
+                continue
             for ref in ready:
+                submitted.pop(ref, None)
                 task, actor = pending.pop(ref)
                 idle.append(actor)  # Ray restarts a dead actor behind the same handle
                 try:
@@ -140,6 +149,31 @@ class RayBackend:
                     run.crashed(task, str(e).splitlines()[0][:200], retry=False)
                     batch_results = [Drop("error:WorkerCrashed", msg)] * len(task.clips)  # not cached: may be transient
                 run.done(task, batch_results)
+
+    def _kill_overdue(self, run: ChainRun, pool: list[Any], res: Resources, pending: dict[Any, tuple[Task, Any]],
+                      submitted: dict[Any, float], idle: deque, limit: float) -> None:
+        """Batches past ``runner.task_timeout_s`` (counted from their submission to the actor: with ``in_flight``
+        > 1 that includes the time queued behind the actor's earlier batches): the actor is killed without
+        restart (a restart would re-run the hung batch), a fresh one takes its place, and the batch's clips
+        become ``error:Timeout`` rejects, as with the local worker processes."""
+        from .execute import timed_out
+
+        now = time.perf_counter()
+        for ref in [r for r in pending if now - submitted[r] > limit]:
+            task, actor = pending.pop(ref)
+            submitted.pop(ref)
+            self._ray.kill(actor, no_restart=True)
+            fresh = self.actor_class(res).remote(str(self.cache.root), {**forwarded_env(), **self.params.worker_env()})
+            pool[pool.index(actor)] = fresh
+            while actor in idle:  # its free in-flight slots go to the new actor
+                idle.remove(actor)
+                idle.append(fresh)
+            for other in [r for r, (_, a) in pending.items() if a is actor]:  # batches queued behind it: re-run
+                queued, _ = pending.pop(other)
+                submitted.pop(other)
+                run.requeue(queued)
+            idle.append(fresh)
+            run.done(task, timed_out(task, limit, self.cache))
 
     def actor_class(self, res: Resources) -> Any:
         """:class:`Worker` as a Ray actor class of the resource shape ``res``."""

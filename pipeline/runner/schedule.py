@@ -34,6 +34,7 @@ class StepOutcome:
     seconds: float = 0.0
     crashes: int = 0  # worker processes that died on a batch of this step
     retries: int = 0  # ... of which the batch was run again
+    startup_s: float = 0.0  # worker start-up charged to this step: spawn, imports and setup() (models), before any clip
 
     @property
     def kept(self) -> list[Clip]:
@@ -84,6 +85,7 @@ class ChainRun:
         self.results: list[dict[ItemPath, Result]] = [{} for _ in range(n)]
         self.hits, self.misses, self.busy = [0] * n, [0] * n, [0.0] * n
         self.crashes, self.retries = [0] * n, [0] * n
+        self.startup = [0.0] * n  # seconds of worker start-up (spawn, imports, setup) per step
         self.waiting: list[deque[tuple[ItemPath, Clip, str, int]]] = [deque() for _ in range(n)]
         self.open = [0] * len(clips)  # unresolved items per source: the bar counts finished sources
         self.counts: Counter = Counter()
@@ -126,6 +128,15 @@ class ChainRun:
         """Put a crashed task's items back at the front of their step's queue."""
         for item in reversed(list(zip(task.paths, task.clips, task.keys))):
             self.waiting[task.level].appendleft((*item, task.crashes + 1))
+
+    def requeue(self, task: Task) -> None:
+        """Put a task that never ran (queued behind a killed worker) back at the front of its step's queue."""
+        for item in reversed(list(zip(task.paths, task.clips, task.keys))):
+            self.waiting[task.level].appendleft((*item, task.crashes))
+
+    def started_up(self, task: Task, seconds: float) -> None:
+        """A worker spent ``seconds`` starting up (or setting up ``task``'s step) before running ``task``."""
+        self.startup[task.level] += seconds
 
     def done(self, task: Task, results: Sequence[Result]) -> None:
         self.busy[task.level] += time.perf_counter() - task.sent
@@ -172,6 +183,7 @@ class ChainRun:
             out.append(StepOutcome(
                 step.name, [self.inputs[level][p] for p in paths], [self.results[level][p] for p in paths],
                 hits=self.hits[level], misses=self.misses[level], crashes=self.crashes[level], retries=self.retries[level],
+                startup_s=self.startup[level],
                 seconds=seconds if len(self.steps) == 1 else self.busy[level],
             ))
         return out
