@@ -57,7 +57,10 @@ def ffmpeg_cmd(src: Path, out_dir: Path, threads: int | None) -> list[str]:
     if threads:
         cmd += ["-threads", str(threads)]
     tune = ["-tune", str(p["tune"])] if p.get("tune") else []
-    cmd += ["-i", str(src), "-map", "0:v:0", "-an", "-vf", ",".join(vf), "-c:v", "libx264", "-preset", str(preset), *tune,
+    # the clip mp4 carries the 16 kHz audio as AAC too when the encode step muxes it in (steps.encode.audio_kbps)
+    aac = (["-map", "0:a:0", "-af", "aresample=16000:resampler=soxr", "-ac", "1", "-c:a", "aac", "-b:a", f"{p['audio_kbps']}k"]
+           if p.get("audio_kbps") else ["-an"])
+    cmd += ["-i", str(src), "-map", "0:v:0", *aac, "-vf", ",".join(vf), "-c:v", "libx264", "-preset", str(preset), *tune,
             "-crf", str(crf), "-g", str(gop)]
     if threads:
         cmd += ["-threads", str(threads), "-x264-params", f"threads={threads}"]

@@ -8,7 +8,17 @@ A stage module defines ``run(...)`` and a two-line ``main``::
 
 Every stage then takes the same ``--params FILE`` (default ``params.yaml`` or
 ``$SYNCHRORAMA_PARAMS``), ``-v`` (debug detail) and ``-q`` (warnings only), logs as
-``LEVEL logger: message``, and ends with one exit status DVC can act on:
+``LEVEL logger: message``, and ends with one exit status DVC can act on (below).
+
+Third-party noise is silenced at its source unless ``-v``: :func:`third_party` sets the libraries'
+own switches in the environment (inherited by worker processes): no weight-loading or download bars
+(``HF_HUB_DISABLE_PROGRESS_BARS``), library loggers at WARNING. MediaPipe (TFLite via absl) writes
+its lines straight to descriptor 2 from C++ (``W0000 ... inference_feedback_manager.cc``), which no
+switch of mediapipe 0.10 turns off and which break progress bars mid-line: in a stage's own process
+:func:`filter_native_stderr` passes descriptor 2 through a pipe whose reader drops exactly those
+line patterns (to the DEBUG log) and forwards every other byte as it comes.
+
+Exit status:
 
 * 0: done;
 * 2: a configuration or input error the user can fix (params typo, missing weights folder, missing
@@ -20,7 +30,12 @@ Every stage then takes the same ``--params FILE`` (default ``params.yaml`` or
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import os
+import re
+import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,16 +65,19 @@ def parser(prog: str, doc: str | None, **kwargs: Any) -> argparse.ArgumentParser
     return ap
 
 
-def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
-    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+def configure_logging(verbose: int = 0, quiet_: bool = False, native: bool = False) -> None:
+    """Stage logging; third-party noise (weight-loading bars, MediaPipe's native lines) is silenced
+    at its source unless ``verbose`` (:mod:`core.quiet`; ``native``: this process is the stage's own)."""
+    level = logging.WARNING if quiet_ else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    third_party(verbose=bool(verbose), native=native)
 
 
 def run(ap: argparse.ArgumentParser, argv: list[str] | None, body: Callable[[argparse.Namespace], Any],
         user_errors: tuple[type[BaseException], ...] = ()) -> int:
     """Parse ``argv``, set up logging, run ``body(args)`` and map its outcome to the exit status."""
     args = ap.parse_args(argv)
-    configure_logging(args.verbose, args.quiet)
+    configure_logging(args.verbose, args.quiet, native=argv is None)  # argv None: the command line of the process
     try:
         body(args)
     except StageFailed as e:
@@ -69,3 +87,107 @@ def run(ap: argparse.ArgumentParser, argv: list[str] | None, body: Callable[[arg
         log.error("%s", e)
         return 2
     return 0
+
+
+# -- third-party noise ----------------------------------------------------------------------------
+_native_log = logging.getLogger("stage.native")
+
+#: library switches (set only when not already set by the user)
+ENV = {
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' "Loading weights" / hub download bars
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",  # advisory notes only; real warnings still show
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "GLOG_minloglevel": "2",
+}
+#: python loggers of libraries, held at WARNING
+LOGGERS = ("absl", "transformers", "huggingface_hub", "diffusers", "urllib3", "filelock", "speechbrain", "numba", "matplotlib")
+#: native lines that are noise (optionally prefixed by Ray's ``(pid=..)``): absl/glog lines, TFLite's delegate
+#: line; found anywhere in a line, since they may start right after a progress bar's last update
+NATIVE_NOISE = re.compile(
+    rb"(\([^)]*\) )?([IWE]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\]"
+    rb"|INFO: Created TensorFlow Lite .*delegate"
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb")"
+)
+
+_installed: dict[str, object] = {}
+
+
+def third_party(verbose: bool = False, native: bool = True) -> None:
+    """Silence third-party noise for this process and the workers it starts (nothing with ``verbose``);
+    ``native``: filter descriptor 2 too (a stage's own process; not when called inside another program)."""
+    if verbose:
+        return
+    for name, value in ENV.items():
+        os.environ.setdefault(name, value)
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    tlog = sys.modules.get("transformers.utils.logging")
+    if tlog is not None:  # imported before the switch was set: turn its bars off directly
+        tlog.disable_progress_bar()  # type: ignore[attr-defined]
+    if native:
+        filter_native_stderr()
+
+
+def filter_native_stderr() -> bool:
+    """Route file descriptor 2 through the noise filter (once per process); False where it cannot."""
+    if _installed:
+        return True
+    try:
+        saved = os.dup(2)
+        read_fd, write_fd = os.pipe()
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
+    except OSError:  # pragma: no cover - no descriptor 2 (a daemon)
+        return False
+    thread = threading.Thread(target=_pump, args=(read_fd, saved), name="stderr-filter", daemon=True)
+    thread.start()
+    _installed.update(saved=saved, thread=thread)
+    atexit.register(restore_stderr)
+    return True
+
+
+def restore_stderr() -> None:
+    """Put descriptor 2 back and forward what is still in the pipe (at exit, and in tests)."""
+    if not _installed:
+        return
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    saved = _installed.pop("saved")
+    thread = _installed.pop("thread")
+    os.dup2(saved, 2)  # closes the pipe's last write end held by this process: the reader sees EOF
+    thread.join(timeout=2)  # a child still holding the pipe (a Ray daemon) must not hold up the exit  # type: ignore[attr-defined]
+    os.close(saved)  # type: ignore[arg-type]
+
+
+def _pump(read_fd: int, out_fd: int) -> None:
+    pending = b""
+    while True:
+        try:
+            chunk = os.read(read_fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data = pending + chunk
+        pending = b""
+        keep = []
+        for line in data.splitlines(keepends=True):
+            found = NATIVE_NOISE.search(line)
+            if found is None:
+                keep.append(line)
+            elif line.endswith(b"\n"):
+                keep.append(line[: found.start()])  # a progress bar it interrupted stays
+                _native_log.debug("native: %s", line[found.start():].decode(errors="replace").rstrip())
+            else:
+                pending = line  # a noise line cut by the read: wait for its end
+        if keep:
+            try:
+                os.write(out_fd, b"".join(keep))
+            except OSError:
+                pass
+    if pending:
+        _native_log.debug("native: %s", pending.decode(errors="replace").rstrip())
+    os.close(read_fd)

@@ -116,5 +116,8 @@ def weights_spec() -> Any:
                "tokenizer/vocab.json", "tokenizer/merges.txt", "scheduler/scheduler_config.json"),
         make_tiny=_write_tiny,
         repo_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        # pinned hub commit; source: public code and docs pinning stable-diffusion-v1-5/stable-diffusion-v1-5@<this>
+        # (several repositories, fetching its safetensors and configs at it)
+        revision="451f4fe16113bff5a5d2269ed5ad43b0592e9a14",
         licence="CreativeML OpenRAIL-M",
     )

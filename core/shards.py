@@ -212,22 +212,49 @@ class _TarSet:
             self.tar = None
 
 
+#: version of a clip sample's ``json`` member (README "Shard format"); 2: named per-frame face fields with units
+CLIP_SCHEMA_VERSION = 2
+#: units of the json's numbers (``meta.face.pose``/``crop`` columns carry theirs in their names)
+CLIP_UNITS = {"start": "s (source video timeline)", "duration": "s", "fps": "frames/s", "frames": "count",
+              "sample_rate": "Hz", "meta.face.pose": "degrees", "meta.face.crop": "source pixels"}
+_PER_FRAME = {"pose": ("yaw_deg", "pitch_deg", "roll_deg"), "crop": ("cx_px", "cy_px", "side_px")}
+
+
 def clip_json(clip: Clip) -> dict[str, Any]:
-    """The ``json`` member of a clip sample: everything but local file paths."""
+    """The ``json`` member of a clip sample: everything but local file paths, per-frame face arrays
+    as named columns (``pose.yaw_deg`` ..., ``crop.cx_px`` ..., ``tracked`` booleans)."""
     d = clip.to_json(include_files=False)
+    d["schema_version"], d["units"] = CLIP_SCHEMA_VERSION, CLIP_UNITS
     d["file_hashes"] = dict(sorted(clip.file_hashes.items()))
     enc = clip.meta.get("encode", {})
     d["fps"] = enc.get("fps")
     d["frames"] = enc.get("frames")
     d["sample_rate"] = enc.get("sample_rate")
+    face = d["meta"].get("face")
+    if isinstance(face, dict):
+        face = d["meta"]["face"] = dict(face)
+        for name, columns in _PER_FRAME.items():
+            if face.get(name) is not None:
+                face[name] = {c: [row[i] for row in face[name]] for i, c in enumerate(columns)}
+        if face.get("tracked") is not None:
+            face["tracked"] = [bool(t) for t in face["tracked"]]
     return d
 
 
 def clip_from_json(d: dict[str, Any], files: dict[str, str], file_hashes: dict[str, str]) -> Clip:
-    """The :class:`Clip` of a clip sample's ``json`` member (:func:`clip_json`), with its media at ``files``
-    (``source`` is the path relative to the dataset's raw_dir: the absolute one is not stored)."""
+    """The :class:`Clip` of a clip sample's ``json`` member (:func:`clip_json`; schema 1 or 2), with its
+    media at ``files`` (``source`` is the path relative to the dataset's raw_dir: the absolute one is not stored)."""
+    meta = d["meta"]
+    if d.get("schema_version", 1) >= 2 and isinstance(meta.get("face"), dict):  # back to the steps' per-frame rows
+        meta = {**meta, "face": dict(meta["face"])}
+        face = meta["face"]
+        for name, columns in _PER_FRAME.items():
+            if isinstance(face.get(name), dict):
+                face[name] = [list(row) for row in zip(*(face[name][c] for c in columns))]
+        if face.get("tracked") is not None:
+            face["tracked"] = [int(t) for t in face["tracked"]]
     return Clip(key=d["key"], dataset=d["dataset"], source=d["source_rel"], source_rel=d["source_rel"],
-                source_hash=d["source_hash"], start=d["start"], duration=d["duration"], meta=d["meta"],
+                source_hash=d["source_hash"], start=d["start"], duration=d["duration"], meta=meta,
                 scores=d["scores"], files=files, file_hashes=file_hashes)
 
 

@@ -59,6 +59,9 @@ class ModelSpec:
     bundled: bool = False  # real weights ship inside an installed package (mediapipe, silero-vad)
     url: str = ""  # where the real weights come from when not on the hub (a release URL, a project page)
     sha256: str = ""  # of the main checkpoint file, when published or measured (recorded in the manifest)
+    # what ``fetch`` downloads from ``repo_id`` (``allow_patterns``); default: exactly ``files``. Only for folders
+    # whose loadable set is wider than the files checked (sharded weights, processor files that differ by release)
+    fetch_patterns: tuple[str, ...] = ()
 
     def required(self, profile: str) -> tuple[str, ...]:
         return self.tiny_files if profile == "tiny" and self.tiny_files is not None else self.files

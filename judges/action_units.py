@@ -283,10 +283,14 @@ class AUJudge:
     def preprocess(self, images: torch.Tensor, boxes: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Frames ``(B, 3, H, W)`` RGB [0, 1] and boxes ``(B, 3)`` -> ``(B, 3, 224, 224)`` crops, as LibreFace's
         aligner (512) + ``Resize(256)`` + ``CenterCrop(224)`` (differentiable)."""
-        x = crop_faces(images, boxes, ALIGN_SIZE, shrink=True)
-        x = F.interpolate(x, size=(RESIZE, RESIZE), mode="bilinear", align_corners=False, antialias=True)
-        o = (RESIZE - INPUT_SIZE) // 2
-        return x[..., o : o + INPUT_SIZE, o : o + INPUT_SIZE]
+        # Only the part of the 512 crop that the centre 224 of the 256 resize reads, with a margin of two resized
+        # pixels (bilinear antialias at scale 2 reads source pixels 2i-1 .. 2i+2; the window starts on an even pixel):
+        # the same values as resizing the whole crop and cutting its centre (tested), 79% of the pixels.
+        o, scale, margin = (RESIZE - INPUT_SIZE) // 2, ALIGN_SIZE // RESIZE, 2
+        lo, hi = scale * (o - margin), scale * (o + INPUT_SIZE + margin)
+        x = crop_faces(images, boxes, ALIGN_SIZE, shrink=True, window=(lo, hi))
+        x = F.interpolate(x, size=((hi - lo) // scale,) * 2, mode="bilinear", align_corners=False, antialias=True)
+        return x[..., margin : margin + INPUT_SIZE, margin : margin + INPUT_SIZE]
 
     @torch.no_grad()
     def predict(self, frames: np.ndarray, boxes: np.ndarray, batch_size: int = 32) -> AUs:

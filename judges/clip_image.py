@@ -32,8 +32,9 @@ Used by: the attr-action loss (eq. 5 in its trainable form, DESIGN 6: ``1 - cos`
 embeddings of decoded vs ground-truth frames: :meth:`ClipImageJudge.forward` on the generated
 frames, ``encode`` or ``forward`` on the ground truth); the reference image's CLIP path of the
 paper's figure 2a (frozen CLIP on the reference image into the cross-attention, as AnimateAnyone /
-Hallo feed ``image_embeds``) will call :meth:`ClipImageJudge.encode` on the reference image
-(unnormalised embeddings).
+Hallo feed ``image_embeds``): the ``clip_image`` feature's row of the reference frame
+(:meth:`ClipImageJudge.encode`, L2-normalised), ``reference_image_embed`` of the training samples,
+through ``model.image_proj``.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def make_tiny_clip_image(folder: Path, seed: int) -> None:
 
 SPEC = ModelSpec(
     "clip-vit-large-patch14", files=FILES, make_tiny=make_tiny_clip_image, repo_id=REPO,
-    revision="",  # pin the revision you fetch (fetch writes it to the manifest)
+    # pinned hub commit; source: public code pinning openai/clip-vit-large-patch14@<this> (several independent
+    # repositories, e.g. model-revision manifests and a Dockerfile fetching model.safetensors at it)
+    revision="32bd64288804d66eefd0ccbe215aa642df71cc41",
     licence="MIT",
 )
 

@@ -312,14 +312,17 @@ def crop_box_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
     return np.concatenate([centre, side[..., None]], axis=-1)
 
 
-def crop_faces(images: torch.Tensor, boxes: torch.Tensor | np.ndarray, size: int, *, shrink: bool = False) -> torch.Tensor:
+def crop_faces(images: torch.Tensor, boxes: torch.Tensor | np.ndarray, size: int, *, shrink: bool = False,
+               window: tuple[int, int] | None = None) -> torch.Tensor:
     """Square crops of ``images`` ``(B, C, H, W)`` (float) at ``boxes`` ``(B, 3)`` or ``(3,)`` ``[cx, cy, side]``
     (pixels, pixel centres at integers) resized to ``size``: the bilinear affine warp of ``cv2.warpAffine`` with
     ``M = [[k, 0, size/2 - k cx], [0, k, size/2 - k cy]]``, ``k = size / side`` (source ``x = cx + (u - size/2) / k``),
     zeros outside the frame. Differentiable w.r.t. ``images``.
 
     ``shrink``: first average-pool the frame by ``floor(side / size)`` when that is 2 or more (boxes much larger
-    than the output would alias; LibreFace's aligner shrinks the same way); off, as emonet's warp."""
+    than the output would alias; LibreFace's aligner shrinks the same way); off, as emonet's warp.
+    ``window`` ``(a, b)``: only output pixels ``a .. b - 1`` on both axes (exactly those of the full crop: each
+    output pixel is sampled on its own), for a caller that keeps a centre part."""
     if images.ndim != 4:
         raise ValueError(f"expected (B, C, H, W) images, got {tuple(images.shape)}")
     b = images.shape[0]
@@ -331,7 +334,8 @@ def crop_faces(images: torch.Tensor, boxes: torch.Tensor | np.ndarray, size: int
     if not torch.isfinite(box).all() or (box[:, 2] <= 0).any():
         raise ValueError("crop boxes must be finite with a positive side")
     factors = [max(1, int(s // size)) if shrink else 1 for s in box[:, 2].tolist()]
-    u = torch.arange(size, dtype=torch.float64) - size / 2
+    lo, hi = window or (0, size)
+    u = torch.arange(lo, hi, dtype=torch.float64) - size / 2
     pieces, order = [], []
     for k in sorted(set(factors)):
         idx = [i for i, f in enumerate(factors) if f == k]
@@ -345,7 +349,7 @@ def crop_faces(images: torch.Tensor, boxes: torch.Tensor | np.ndarray, size: int
         ys = (bx[:, 1:2] + u[None] * scale - (k - 1) / 2) / k
         gx = (2 * xs + 1) / ww - 1  # grid_sample, align_corners=False: pixel i is at (2i + 1) / W - 1
         gy = (2 * ys + 1) / hh - 1
-        grid = torch.stack([gx[:, None, :].expand(-1, size, -1), gy[:, :, None].expand(-1, -1, size)], dim=-1)
+        grid = torch.stack([gx[:, None, :].expand(-1, hi - lo, -1), gy[:, :, None].expand(-1, -1, hi - lo)], dim=-1)
         pieces.append(F.grid_sample(src, grid.to(src.dtype).to(src.device), mode="bilinear", padding_mode="zeros",
                                     align_corners=False))
         order += idx

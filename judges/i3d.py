@@ -278,6 +278,26 @@ def _save_scripted(module: nn.Module, folder: Path) -> None:
     with warnings.catch_warnings():  # torch.jit.script is deprecated, but the real detector is TorchScript
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.script(module.eval()), str(Path(folder) / FILE))
+    _make_reproducible(Path(folder) / FILE)
+
+
+def _make_reproducible(path: Path) -> None:
+    """Rewrite a TorchScript archive without what differs between two saves of the same module: the
+    random ``.data/serialization_id`` (set to the sha256 of the other members) and the ``*.debug_pkl``
+    source maps (they hold the absolute path of this file), so the tiny stand-in's bytes, and the
+    DVC hash of the weights folder, are the same on every machine."""
+    import hashlib
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        members = [(i.filename, z.read(i)) for i in z.infolist() if not i.filename.endswith(".debug_pkl")]
+    digest = hashlib.sha256(b"".join(n.encode() + d for n, d in members if not n.endswith("serialization_id"))).hexdigest()
+    members = [(n, digest[:20].encode() if n.endswith(".data/serialization_id") else d) for n, d in members]
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
+        for name, data in members:
+            z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    tmp.replace(path)
 
 
 def make_tiny_i3d(folder: Path, seed: int) -> None:

@@ -67,7 +67,10 @@ def make_tiny_hubert_er(folder: Path, seed: int) -> None:
 
 SPEC = ModelSpec(
     "hubert-large-superb-er", files=("config.json", "preprocessor_config.json", "pytorch_model.bin"),
-    make_tiny=make_tiny_hubert_er, repo_id="superb/hubert-large-superb-er", revision="",  # pin the revision you fetch
+    make_tiny=make_tiny_hubert_er, repo_id="superb/hubert-large-superb-er",
+    # pinned hub commit; source: the hub-cache snapshot folder models--superb--hubert-large-superb-er/snapshots/<this>
+    # loaded by public code (one repository only: weaker than the other pins)
+    revision="ef1a2ebfd7cfc424dc7f0fbcdc406e8b794d63bb",
     licence="Apache-2.0",
 )
 

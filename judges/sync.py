@@ -408,9 +408,11 @@ class SyncJudge:
         vids, auds = [], []
         for i in range(0, n, self.batch_size):
             idx = range(i, min(n, i + self.batch_size))
-            im_in = torch.stack([clip[:, v : v + WINDOW] for v in idx])  # (B, 3, 5, H, W)
+            # forward_lip of the windows v .. v + 4 for v in idx, as one sequence: the 5-frame-deep first Conv3d slides
+            # over it once instead of once per window (every later layer is 1 frame deep): the same values (tested)
+            mid = self.model.netcnnlip(clip[None, :, idx[0] : idx[-1] + WINDOW])  # (1, ch, B, 1, 1)
             cc_in = torch.stack([cc[None, :, v * MFCC_HOP : v * MFCC_HOP + MFCC_WINDOW] for v in idx])  # (B, 1, 13, 20)
-            vids.append(self.model.forward_lip(im_in))
+            vids.append(self.model.netfclip(mid[0, :, :, 0, 0].T))
             auds.append(self.model.forward_aud(cc_in))
         return SyncEmbeddings(video=torch.cat(vids), audio=torch.cat(auds))
 

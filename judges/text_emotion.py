@@ -67,7 +67,9 @@ SPEC = ModelSpec(
     "emotion-english-distilroberta-base",
     files=("config.json", "vocab.json", "merges.txt", "tokenizer_config.json", "pytorch_model.bin"),
     make_tiny=make_tiny_roberta_classifier, repo_id="j-hartmann/emotion-english-distilroberta-base",
-    revision="",  # pin the revision you fetch (fetch writes it to the manifest)
+    # pinned hub commit; source: public code pinning j-hartmann/emotion-english-distilroberta-base at it (revision
+    # constants in several repositories, and hub-cache snapshot folders of that name)
+    revision="0e1cd914e3d46199ed785853e12b57304e04178b",
     licence="see the model card (cite Hartmann 2022)",
 )
 

@@ -122,7 +122,9 @@ def make_tiny_va(folder: Path, seed: int) -> None:
 SPEC = ModelSpec(
     "wav2vec2-large-robust-12-ft-emotion-msp-dim", files=("config.json", "preprocessor_config.json", "pytorch_model.bin"),
     make_tiny=make_tiny_va, repo_id="audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim",
-    revision="",  # pin the revision you fetch (fetch writes it to the manifest)
+    # pinned hub commit; source: public code pinning audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim at it
+    # (MODEL_REVISION / DIMENSIONAL_MODEL_REVISION constants and a hub-cache snapshot folder, several repositories)
+    revision="6eba34a2485ea31cb03600241787c3a5edab8626",
     licence="CC-BY-NC-SA-4.0",
 )
 

@@ -49,7 +49,7 @@ from core.shards import (
 from pipeline import features as features_mod
 from pipeline.cache import Cache, CacheParams
 from pipeline.runner import Runner, RunnerParams
-from pipeline.stats import StageStats, check_error_share, write_json
+from pipeline.stats import StageStats, check_error_share, metrics, write_json, write_metrics
 
 log = logging.getLogger("pipeline.extract")
 
@@ -185,6 +185,10 @@ def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None =
     report["tiny_weights"] = extractor.tiny
     report["needs"] = list(extractor.needs)
     write_json(root / "reports" / "extract" / f"{feature}-{dataset}.json", report)
+    write_metrics(root, f"extract-{feature}-{dataset}", metrics(
+        len(outcome.inputs), len(outcome.kept), report["dropped"],
+        sum(c.duration or 0.0 for c, r in zip(outcome.inputs, outcome.results) if not isinstance(r, Drop)) / 3600,
+        report["seconds"], extractor.tiny))
     check_error_share(f"extract@{feature}-{dataset}", rejects, len(outcome.inputs), rparams.max_error_fraction,
                       layout.feature(feature, dataset) / REJECTS)
     return report
@@ -217,6 +221,7 @@ def _disabled(feature: str, dataset: str, root: Path, layout: ShardLayout, t0: f
     report = {"stage": "extract", "name": f"{feature}-{dataset}", "inputs": len(keys), "kept": 0, "dropped": 0,
               "dropped_by_reason": {}, "seconds": round(time.perf_counter() - t0, 3), "disabled": True}
     write_json(root / "reports" / "extract" / f"{feature}-{dataset}.json", report)
+    write_metrics(root, f"extract-{feature}-{dataset}", metrics(len(keys), 0, 0, 0.0, report["seconds"], False))
     log.info("features.%s is disabled: wrote an empty sidecar for %s", feature, dataset)
     return report
 

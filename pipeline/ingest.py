@@ -31,7 +31,8 @@ from pipeline.cache import Cache, CacheParams
 from core.clip import Clip, range_tag, slug
 from pipeline.runner import Runner, RunnerParams
 from core.shards import REJECTS, ShardLayout, Reject, ShardParams, write_clip_shards
-from pipeline.stats import StageStats, check_error_share, write_json
+from pipeline.plots import write_ingest_plots
+from pipeline.stats import StageStats, check_error_share, metrics, write_json, write_metrics
 from pipeline.steps import Step
 from pipeline.steps.audio import AudioParams, DecodeAudio
 from pipeline.steps.encode import Encode, EncodeParams
@@ -132,6 +133,8 @@ def run(name: str, root: Path = Path("."), local: bool | None = None, params_fil
     report = stats.to_json(kept=len(clips), seconds=seconds)
     report["hours_kept"] = round(sum(c.duration or 0 for c in clips) / 3600, 4)
     write_json(root / "reports" / "ingest" / f"{name}.json", report)
+    write_metrics(root, f"ingest-{name}", metrics(len(sources), len(clips), report["dropped"], report["hours_kept"], seconds, False))
+    write_ingest_plots(root / "reports" / "plots" / "ingest" / name, [c.duration or 0.0 for c in clips], report["dropped_by_reason"])
     log.info("ingest %s: %d clips kept, %d rejects, %.1fs", name, len(clips), len(rejects), seconds)
     check_error_share(f"ingest@{name}", rejects, len(clips) + len(rejects), runner_params.max_error_fraction,
                       layout.clips(name) / REJECTS)

@@ -2,10 +2,13 @@
 
     python -m pipeline.report
 
-Reads every ``shards/clips/<dataset>/`` (manifest, rejects, a few clips) and the stage metrics
-under ``reports/``, and writes ``reports/data.md`` (tables: clips, hours, drops by reason, the
-rejects with their messages) and ``reports/index.html`` (the same with example frames embedded,
-so the page is one self-contained file). Results computed with tiny stand-in weights are marked.
+Reads every ``shards/clips/<dataset>/`` (manifest, rejects, a few clips), the stage details under
+``reports/``, the plot files under ``reports/plots/`` and the weights manifest, and writes
+``reports/data.md`` (tables: clips, hours, drops by reason, the rejects with their messages) and
+``reports/index.html``: per-dataset summary, the splits table, the data plots as inline SVG bar
+charts, a strip of kept clips and a strip of rejected ones (a frame of the source at the rejected
+span, with its reason), and the weights' provenance. Images are embedded, so the page is one
+self-contained file that renders offline. Results computed with tiny stand-in weights are marked.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import pyarrow.parquet as pq
 from core import cli, params
 from core.media import run_media
 from core.shards import MANIFEST, REJECTS, ShardLayout, ShardParams, read_manifest, read_tar
+from pipeline import report_sections
 
 log = logging.getLogger("pipeline.report")
 
@@ -36,6 +40,7 @@ class ReportParams:
     """``report`` section of params.yaml."""
 
     frames_per_dataset: int = 4  # example clips shown per dataset (one frame each, mid-clip)
+    rejected_per_dataset: int = 6  # rejected sources/clips shown per dataset (a frame of the source, with the reason)
     max_reject_rows: int = 50  # rejects listed per dataset (all are in rejects.parquet)
 
 
@@ -49,6 +54,33 @@ def middle_frame_jpeg(mp4: bytes, width: int = 256) -> bytes:
     return proc.stdout if proc.returncode == 0 else b""
 
 
+def source_frame_jpeg(path: Path, at_s: float, width: int = 192) -> bytes:
+    """One JPEG of a raw source at ``at_s`` seconds (b"" when it cannot be decoded: a corrupt file)."""
+    proc = run_media(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-ss", f"{max(at_s, 0.0):.3f}", "-i", str(path), "-map", "0:v:0?",
+         "-vf", f"scale={width}:-2", "-frames:v", "1", "-f", "image2", "-c:v", "mjpeg", "pipe:1"],
+        f"a rejected source {path.name}",
+    )
+    return proc.stdout if proc.returncode == 0 else b""
+
+
+def rejected_frames(raw_dir: Path | None, rejects: list[dict[str, Any]], n: int) -> list[tuple[dict[str, Any], bytes]]:
+    """Up to ``n`` rejects, one per reason first, each with a frame of its source (mid-clip for a clip
+    key ``..__<start_ms>``, else 1 s in)."""
+    picked: list[dict[str, Any]] = []
+    for r in sorted(rejects, key=lambda r: (r["reason"], r["source"], r["key"] or "")):
+        if len(picked) < n and r["reason"] not in {p["reason"] for p in picked}:
+            picked.append(r)
+    picked += [r for r in rejects if r not in picked][: max(0, n - len(picked))]
+    out = []
+    for r in picked:
+        start = int(r["key"].rsplit("__", 1)[-1]) / 1000 if r["key"] and r["key"].rsplit("__", 1)[-1].isdigit() else 0.0
+        path = (raw_dir / r["source"]) if raw_dir is not None else None
+        jpg = source_frame_jpeg(path, start + 1.0) if path is not None and path.is_file() else b""
+        out.append((r, jpg))
+    return out
+
+
 def example_frames(folder: Path, keys: list[str]) -> dict[str, bytes]:
     want, out = set(keys), {}
     for tar_path in sorted(folder.glob("*.tar")):
@@ -60,7 +92,7 @@ def example_frames(folder: Path, keys: list[str]) -> dict[str, bytes]:
     return out
 
 
-def dataset_summary(layout: ShardLayout, dataset: str, rp: ReportParams) -> dict[str, Any]:
+def dataset_summary(layout: ShardLayout, dataset: str, rp: ReportParams, raw_dir: Path | None = None) -> dict[str, Any]:
     folder = layout.clips(dataset)
     manifest = pq.read_table(folder / MANIFEST).to_pylist() if (folder / MANIFEST).exists() else []
     rejects = pq.read_table(folder / REJECTS).to_pylist() if (folder / REJECTS).exists() else []
@@ -76,6 +108,7 @@ def dataset_summary(layout: ShardLayout, dataset: str, rp: ReportParams) -> dict
         "reasons": Counter(r["reason"] for r in rejects),
         "rejects": rejects,
         "frames": example_frames(folder, picks),
+        "rejected": rejected_frames(raw_dir, rejects, max(rp.rejected_per_dataset, 0)),
         "manifest": {r["key"]: r for r in manifest},
         "features": feature_summary(layout, dataset),
     }
@@ -140,7 +173,9 @@ def render(summaries: list[dict[str, Any]], metrics: dict[str, Any], tiny: list[
     h = ["<!doctype html><html><head><meta charset='utf-8'><title>SynchroRaMa data report</title>",
          "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}"
          "td,th{border:1px solid #ccc;padding:4px 8px;font-size:14px;text-align:left}.tiny{background:#fff3cd;padding:.6em;border:1px solid #e0c96b}"
-         "figure{display:inline-block;margin:6px}figcaption{font-size:12px;max-width:256px;word-break:break-all}code{font-size:13px}</style></head><body>",
+         "figure{display:inline-block;margin:6px;vertical-align:top}figcaption{font-size:12px;max-width:256px;word-break:break-all}code{font-size:13px}"
+         "figure.rejected img{outline:3px solid #d62728}.noframe{width:192px;height:108px;background:#eee;color:#888;text-align:center;line-height:108px}"
+         ".plot{display:inline-block;margin:8px 16px 8px 0;vertical-align:top}</style></head><body>",
          "<h1>SynchroRaMa data report</h1>"]
     if tiny:
         h.append(f"<p class='tiny'><b>Tiny stand-in weights</b> ({html.escape(', '.join(tiny))}): model outputs on this page prove the machinery, not quality.</p>")
@@ -158,6 +193,13 @@ def render(summaries: list[dict[str, Any]], metrics: dict[str, Any], tiny: list[
             cap = f"{key} ({row.get('duration', 0):.2f} s, {row.get('width')}x{row.get('height')})"
             img = f"<img src='data:image/jpeg;base64,{base64.b64encode(jpg).decode()}' width='256'>" if jpg else "(no frame)"
             h.append(f"<figure>{img}<figcaption>{html.escape(cap)}</figcaption></figure>")
+        if s.get("rejected"):
+            h.append("<p>Rejected (a frame of the source, with the reason):</p><div>")
+            for r, jpg in s["rejected"]:
+                img = f"<img src='data:image/jpeg;base64,{base64.b64encode(jpg).decode()}' width='192'>" if jpg else "<div class='noframe'>no frame</div>"
+                cap = f"{r['reason']}: {r['key'] or r['source']} ({r['step']})"
+                h.append(f"<figure class='rejected'>{img}<figcaption>{html.escape(cap)}</figcaption></figure>")
+            h.append("</div>")
         if s["rejects"]:
             h.append("<table><tr><th>source</th><th>clip</th><th>step</th><th>reason</th><th>message</th></tr>")
             for r in s["rejects"][: rp.max_reject_rows]:
@@ -187,11 +229,17 @@ def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, An
     where = str(params_file or params.params_path())
     rp = params.load(ReportParams, "report", where, data)
     layout = ShardLayout.from_params(params.load(ShardParams, "shards", where, data), root)
-    summaries = [dataset_summary(layout, d, rp) for d in layout.datasets()]
+    raw_dirs = {name: root / str(entry["raw_dir"]) for name, entry in (data.get("datasets") or {}).items()
+                if isinstance(entry, dict) and entry.get("raw_dir")}
+    summaries = [dataset_summary(layout, d, rp, raw_dirs.get(d)) for d in layout.datasets()]
     metrics = {}
     for f in sorted((root / "reports" / "ingest").glob("*.json")):
         metrics[f.stem] = json.loads(f.read_text())
     md, page = render(summaries, metrics, _tiny_models(root), rp)
+    # the splits right under the summary table; the plots and the weights' provenance at the end
+    page = page.replace("</table>", "</table>" + report_sections.splits_html(root / "reports" / "select" / "select.json"), 1)
+    extra = report_sections.plots_html(root / "reports" / "plots") + report_sections.provenance_html(sorted((root / "weights").glob("*/manifest.json")))
+    page = page.replace("</body></html>", extra + "\n</body></html>")
     md += _select_markdown(root / "reports" / "select" / "select.json")
     for name, text in (("data.md", md), ("index.html", page)):
         out = root / "reports" / name

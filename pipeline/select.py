@@ -58,7 +58,8 @@ import pyarrow.parquet as pq
 from pipeline import datasets as datasets_mod
 from core import cli, params
 from core.shards import MANIFEST, SPLITS, AtomicDir, ShardLayout, ShardParams, iter_samples, read_manifest
-from pipeline.stats import write_json
+from pipeline.plots import collect_scores, write_select_plots
+from pipeline.stats import metrics, write_json, write_metrics
 from pipeline.steps.face_filter import FACE_TOO_SMALL, MULTI_FACE, NO_FACE, PROFILE, FaceFilterParams
 
 log = logging.getLogger("pipeline.select")
@@ -258,17 +259,22 @@ def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, An
     checked: set[str] = set()
     ignored_tiny: set[str] = set()
     held_out = held_out_speakers(layout, data.get("datasets") or {})
+    scores: dict[str, list[float]] = {}  # "<dataset>.<score>" -> every stored value (the score plots)
     for name, raw in sorted((data.get("datasets") or {}).items()):
         common, _ = datasets_mod.parse(name, raw)
         clips, features = read_dataset(layout, name)
+        for rows_of in (clips, *(list(f.values()) for f in features.values())):
+            collect_scores(scores, name, rows_of)
         missing = [f for f in p.required_features if f not in features]
         if missing:
             raise FileNotFoundError(f"select.required_features: {missing[0]} has no sidecar for dataset {name} "
                                     f"(run `dvc repro extract@{missing[0]}-{name}` or remove it from the list)")
         if p.tiny_scores == "ignore":
-            for feature in tiny_features(layout, name, sorted(features)):
-                log.warning("select: %s-%s was computed with tiny stand-in weights; its score thresholds are not applied "
-                            "(select.tiny_scores: apply to use them)", feature, name)
+            tiny = tiny_features(layout, name, sorted(features))
+            if tiny:  # one line for all of them
+                log.warning("select: %s: %s computed with tiny stand-in weights; their score thresholds are not applied "
+                            "(select.tiny_scores: apply to use them)", name, ", ".join(tiny))
+            for feature in tiny:
                 ignored_tiny.add(feature)
                 features[feature] = {k: {c: v for c, v in r.items() if not c.startswith("score_")} for k, r in features[feature].items()}
         rows += decide(p, name, common.test_only, clips, features, checked, face, held_out)
@@ -288,6 +294,9 @@ def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, An
     report["tiny_scores_ignored"] = sorted(ignored_tiny)
     report["seconds"] = round(time.perf_counter() - t0, 3)
     write_json(root / "reports" / "select" / "select.json", report)
+    write_metrics(root, "select", metrics(len(rows), report["kept"], report["dropped"],
+                                          sum(s["hours"] for s in report["splits"].values()), report["seconds"], bool(ignored_tiny)))
+    write_select_plots(root / "reports" / "plots" / "select", report, scores)
     return report
 
 

@@ -1,7 +1,10 @@
-"""Per-stage counts, drop reasons and timings -> ``reports/<stage>/<name>.json`` (DESIGN 3.6).
+"""Per-stage metrics and details (DESIGN 3.6).
 
-These files are declared as DVC metrics, so ``dvc metrics show`` prints them and
-``dvc metrics diff`` compares two runs.
+``reports/metrics/<stage>[-<name>].json`` holds the same few numbers for every stage
+(:data:`METRIC_KEYS`: sources, kept, dropped, hours, clips_per_s, tiny as 0/1): they are the DVC
+metrics, so ``dvc metrics show`` stays one narrow table and ``dvc metrics diff`` compares runs.
+Per-step counts, drop reasons and timings go to the details file ``reports/<stage>/<name>.json``
+(read by the report and by people).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class StageStats:
             "in": len(outcome.inputs), "out": len(outcome.kept), "dropped": len(outcome.drops),
             "cached": outcome.hits, "computed": outcome.misses, "seconds": round(outcome.seconds, 3),
             "worker_crashes": outcome.crashes, "retries": outcome.retries,
+            "startup_s": round(outcome.startup_s, 3),  # worker spawn, imports, model set-up charged to this step
         }
         self.extra["worker_crashes"] = self.extra.get("worker_crashes", 0) + outcome.crashes
         self.extra["retries"] = self.extra.get("retries", 0) + outcome.retries
@@ -49,6 +53,25 @@ class StageStats:
             "clips_per_s": round(kept / seconds, 3) if seconds > 0 else None,
             "steps": self.steps, **self.extra,
         }
+
+
+#: the keys of every stage's metrics file, in this order
+METRIC_KEYS = ("sources", "kept", "dropped", "hours", "clips_per_s", "tiny")
+
+
+def metrics(sources: int, kept: int, dropped: int, hours: float, seconds: float, tiny: bool) -> dict[str, Any]:
+    """A stage's DVC metrics: counts, kept hours, kept clips per wall-clock second, tiny weights 0/1."""
+    values = {"sources": int(sources), "kept": int(kept), "dropped": int(dropped), "hours": round(float(hours), 4),
+              "clips_per_s": round(kept / seconds, 3) if seconds > 0 else 0.0, "tiny": int(bool(tiny))}
+    assert tuple(values) == METRIC_KEYS
+    return values
+
+
+def write_metrics(root: Path, stage: str, values: dict[str, Any]) -> Path:
+    """``reports/metrics/<stage>.json`` (``stage``: ``ingest-<dataset>``, ``extract-<feature>-<dataset>``, ``select``)."""
+    path = root / "reports" / "metrics" / f"{stage}.json"
+    write_json(path, values)
+    return path
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

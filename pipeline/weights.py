@@ -77,6 +77,12 @@ def build(data: dict[str, Any], params: WeightsParams, root: Path = Path(".")) -
     return manifest
 
 
+def fetch_arguments(spec: ModelSpec) -> dict[str, Any]:
+    """What ``fetch`` asks the hub for: the spec's pinned ``revision`` (None: the hub's main) and only its files
+    (``allow_patterns``: ``fetch_patterns``, else exactly ``files``), never the whole repository."""
+    return {"revision": spec.revision or None, "allow_patterns": list(spec.fetch_patterns or spec.files)}
+
+
 def fetch(data: dict[str, Any], params: WeightsParams, root: Path = Path(".")) -> list[str]:  # pragma: no cover - needs internet
     """Download the configured real models hosted on the Hugging Face hub, only their required files, at
     their pinned revisions (paper profile; never called by stages); return what must be placed by hand
@@ -86,7 +92,7 @@ def fetch(data: dict[str, Any], params: WeightsParams, root: Path = Path(".")) -
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise WeightsError("fetch needs the network, but HF_HUB_OFFLINE=1 is set (the Makefile sets it): run "
                            "`HF_HUB_OFFLINE=0 .venv/bin/python -m pipeline.weights fetch` on a machine with internet")
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import snapshot_download
 
     by_hand = []
     for spec in configured_specs(data):
@@ -99,8 +105,7 @@ def fetch(data: dict[str, Any], params: WeightsParams, root: Path = Path(".")) -
             continue
         if not spec.revision:
             log.warning("%s: no pinned revision; fetching the hub's current main (pin it in its ModelSpec)", spec.name)
-        for name in spec.files:
-            hf_hub_download(spec.repo_id, name, revision=spec.revision or None, local_dir=path)
+        snapshot_download(spec.repo_id, **fetch_arguments(spec), local_dir=path)
         verify(spec, path, "paper")
     build(data, params, root)
     return by_hand

@@ -14,6 +14,7 @@ import pytest
 from core.shards import read_manifest, read_rejects
 
 REPO = Path(__file__).resolve().parents[1]
+REAL = REPO.parent / "shared" / "data" / "real"  # the real clips beside the repository
 
 
 def sh(cmd: list[str], cwd: Path, env: dict) -> str:
@@ -23,6 +24,7 @@ def sh(cmd: list[str], cwd: Path, env: dict) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the whole pipeline, training and evaluation included: ~10 min on a busy 2-core machine
 def test_dvc_repro_on_the_sample(tmp_path):
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     work = tmp_path / "repo"
@@ -103,6 +105,53 @@ def test_dvc_repro_on_the_sample(tmp_path):
         assert any((work / "checkpoints" / stage).iterdir()), stage
         assert (work / "reports" / "train" / stage / "metrics.json").is_file(), stage
 
+    # evaluation: paper Table 1 on the test split with tiny weights, labelled tiny
+    assert "Running stage 'eval_reference'" in out and "Running stage 'evaluate'" in out
+    scores = json.loads((work / "reports" / "eval" / "metrics.json").read_text())
+    assert scores["tiny"] == 1 and scores["clips"] == len(splits["test"]) > 0
+    assert {"psnr", "ssim", "lpips", "fid", "fvd", "sync_conf", "ccc_v", "ccc_a"} <= set(scores), scores
+    assert "Tiny stand-in weights" in (work / "reports" / "eval" / "table.md").read_text()
+    assert len(list((work / "reports" / "eval" / "videos").glob("*.side_by_side.mp4"))) == min(3, len(splits["test"]))
+
+    # generation from a reference image and a driving audio (1.2 s: 30 frames), with the trained tiny model
+    drive = tmp_path / "drive.wav"
+    sh(["ffmpeg", "-v", "error", "-y", "-i", str(REAL / "audio" / "a04_german_speech_48k_s24_stereo.wav"), "-t", "1.2", str(drive)], work, env)
+    said = sh([sys.executable, "-m", "model.generate", "--image", str(REAL / "images" / "i04_woman_624.jpg"), "--audio", str(drive),
+               "--out", str(tmp_path / "talk.mp4"), "--steps", "2", "-q"], work, env)
+    assert "30 frames" in said and "tiny" in said
+    probe = json.loads(sh(["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-of", "json", str(tmp_path / "talk.mp4")], work, env))
+    video, audio = (next(s for s in probe["streams"] if s["codec_type"] == kind) for kind in ("video", "audio"))
+    assert video["codec_name"] == "h264" and video["r_frame_rate"] == "25/1" and int(video["nb_read_frames"]) == 30
+    assert abs(float(audio["duration"]) - 1.2) < 0.04
+
     again = sh(["dvc", "repro"], work, env)
     assert "Data and pipelines are up to date" in again
-    assert "reports/ingest/sample.json" in sh(["dvc", "metrics", "show"], work, env)
+    shown = sh(["dvc", "metrics", "show", "reports/metrics"], work, env)  # six numbers per data stage: one narrow table
+    assert "reports/metrics/ingest-sample.json" in shown and max(map(len, shown.splitlines())) <= 160, shown
+    ingest_metrics = json.loads((work / "reports" / "metrics" / "ingest-sample.json").read_text())
+    assert (ingest_metrics["sources"], ingest_metrics["kept"], ingest_metrics["dropped"], ingest_metrics["tiny"]) == (13, len(manifest), 5, 0)
+    plots = json.loads(sh(["dvc", "plots", "show", "--json"], work, env))  # every plot renders (vega specs with data)
+    assert not plots.get("errors"), plots.get("errors")
+    rendered = {path for path, renders in plots["data"].items() if renders and renders[0]["content"]["data"]["values"]}
+    assert {"reports/plots/ingest/sample/durations.csv", "reports/plots/ingest/sample/drops.csv", "reports/plots/select/hours.csv",
+            "reports/plots/select/scores/sample.speech_ratio.csv"} <= rendered, sorted(rendered)
+    assert any(path.startswith("reports/train/stage1/plots/metrics") for path in rendered), sorted(rendered)
+    rows = json.loads(sh(["dvc", "exp", "show", "--json"], work, env))  # no `!` cells in the workspace row
+    exp = next(r for r in rows if r["rev"] == "workspace")
+    assert len(exp["data"]["metrics"]) >= 19 and all("error" not in m for m in exp["data"]["metrics"].values()), exp["data"]["metrics"]
+
+    # DVC-native outputs: linked from DVC's cache (stored once: .dvc/config cache.type), pushed to a (local)
+    # remote, and a second clone pulls them back and is up to date
+    assert all(p.stat().st_nlink == 2 for p in (work / "shards" / "clips" / "sample").glob("*.tar"))
+    sh(["dvc", "remote", "add", "-d", "local", str(tmp_path / "remote")], work, env)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], work, env)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "run"], work, env)
+    sh(["dvc", "push", "-q"], work, env)
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
+    sh(["dvc", "pull", "-q"], clone, env)
+    assert read_manifest(clone / "shards" / "clips" / "sample").to_pylist() == manifest
+    assert (clone / "shards" / "splits" / "train.jsonl").read_text() == (work / "shards" / "splits" / "train.jsonl").read_text()
+    # (the evaluate stage's reports/eval/metrics.json is still `cache: false`, so it is not pulled: status without it)
+    status = sh(["dvc", "status", "--with-deps", "report", "train@stage2"], clone, env)
+    assert "up to date" in status, status

@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Iterable
 
 from core import weights as weights_mod
 from core.clip import Clip, Drop, canonical_json
+from core.hashing import sha256_file
 from pipeline.steps import Resources, Result, Step
 
 #: what an audio feature reads: the wav and the frame grid its per-frame values follow
@@ -119,7 +120,7 @@ def inputs_fingerprint(clip: Clip, reads: Iterable[str], needs: Iterable[str] = 
     for path in reads:
         kind, _, rest = path.partition(".")
         if kind == "files":
-            body[path] = clip.file_hashes.get(rest) if rest in clip.files else None
+            body[path] = (clip.file_hashes.get(rest) or sha256_file(clip.files[rest])) if rest in clip.files else None
         elif kind == "meta":
             value: Any = clip.meta
             for part in rest.split("."):

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import soundfile as sf
 
-from pipeline.features import Extractor, FeatureParams
+from pipeline.features import AUDIO_READS, Extractor, FeatureParams
 from pipeline.features._segments import run_windows
 
 VOCALS_FILE = "vocals.wav"
@@ -50,6 +50,8 @@ def audio_source(clip: Any, use_vocals: bool) -> tuple[str, str]:
 class TrackExtractor(Extractor):
     """An extractor of the clip's audio track: the vocals track when ``features.vocals`` is enabled
     (it then ``needs`` vocals and records ``"audio": "vocals"``), the original track otherwise."""
+
+    reads = AUDIO_READS
 
     def __init__(self, params: Any, weights_params: Any, root: Path = Path("."), features: Any = None):
         super().__init__(params, weights_params, root, features)

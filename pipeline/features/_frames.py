@@ -22,7 +22,7 @@ import numpy as np
 
 from core.clip import Clip
 from core.media import clip_frames
-from pipeline.features import Extractor, FeatureParams
+from pipeline.features import VIDEO_READS, Extractor, FeatureParams
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,8 @@ class FrameExtractor(Extractor):
     """A judge over every (``frame_stride``-th) frame of the clip: subclasses define :meth:`judge_frames`
     (a chunk of frames and their landmarks -> per-frame arrays) and :meth:`summarise` (the arrays of the
     whole clip -> json values, ``score_*`` values and the files to write)."""
+
+    reads = VIDEO_READS + ("files.landmarks.npy",)
 
     def judge_frames(self, frames: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError

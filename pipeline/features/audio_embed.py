@@ -49,7 +49,10 @@ def make_tiny_wav2vec2(folder: Path, seed: int) -> None:
 
 WEIGHTS = (ModelSpec(
     "wav2vec2-base-960h", files=("config.json", "preprocessor_config.json", "model.safetensors"),
-    make_tiny=make_tiny_wav2vec2, repo_id="facebook/wav2vec2-base-960h", revision="",  # pin the revision you fetch (fetch writes it to the manifest)
+    make_tiny=make_tiny_wav2vec2, repo_id="facebook/wav2vec2-base-960h",
+    # pinned hub commit; source: public code pinning facebook/wav2vec2-base-960h@<this> for its model.safetensors
+    # (several repositories)
+    revision="22aad52d435eb6dbaf354bdad9b0da84ce7d6156",
     licence="Apache-2.0",
 ),)
 

@@ -47,7 +47,7 @@ from core.tiny import bytes_to_unicode, write_bpe
 from core.weights import ModelSpec
 from judges import clip_text
 from pipeline.features import Extractor as _Extractor
-from pipeline.features import FeatureParams, torch_device
+from pipeline.features import VIDEO_READS, FeatureParams, torch_device
 from pipeline.features.caption_backends import GenerationSettings, make_backend
 
 DEFAULT_PROMPT = ("Describe the person in this video in one paragraph: their appearance attributes (hair, face, "
@@ -140,17 +140,23 @@ def make_tiny_vlm(folder: Path, seed: int) -> None:
     processor.save_pretrained(folder)
 
 
+#: what ``pipeline.weights fetch`` downloads of a captioning model: configs, tokenizer/processor files and the
+#: (possibly sharded) safetensors weights. No pinned revision: the folder follows ``features.caption.model``;
+#: ``fetch`` warns and takes the hub's main (the manifest records the folder's sha256).
+VLM_FETCH = ("*.json", "*.jinja", "*.txt", "*.model", "*.safetensors")
+
+
 def vlm_spec(params: Params) -> ModelSpec:
     """The captioning model folder ``weights/<profile>/<params.model>/``."""
     if params.backend == "videollama2":
         return ModelSpec(params.model, files=("config.json", "tokenizer_config.json"),
-                         repo_id=f"DAMO-NLP-SG/{params.model}", licence="Apache-2.0")
+                         repo_id=f"DAMO-NLP-SG/{params.model}", licence="Apache-2.0", fetch_patterns=VLM_FETCH)
     # Processor files differ between releases (preprocessor_config.json or processor_config.json,
     # chat_template.json or .jinja), and weights may be sharded: only the common ones are required.
     return ModelSpec(params.model, files=("config.json", "tokenizer_config.json"),
                      tiny_files=("config.json", "tokenizer_config.json", "processor_config.json", "model.safetensors"),
                      make_tiny=make_tiny_vlm, repo_id=f"llava-hf/{params.model}" if params.model.startswith("llava") else "",
-                     licence="see the model card")
+                     licence="see the model card", fetch_patterns=VLM_FETCH)
 
 
 def weights_for(params: Params) -> tuple[ModelSpec, ...]:
@@ -211,6 +217,7 @@ class Extractor(_Extractor):
     version = "1"
     weights = WEIGHTS
     specs = staticmethod(weights_for)  # the folders it loads with given params
+    reads = VIDEO_READS + ("duration",)
 
     def __init__(self, params: Params, weights_params: Any, root: Path = Path("."), features: Any = None):
         # The model folder and its expected files follow the params (backend, model name).

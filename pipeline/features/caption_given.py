@@ -37,6 +37,7 @@ WEIGHTS = weights_for(Params())
 
 class Extractor(caption.Extractor):
     name = "caption"  # the sidecar it writes; its params (``text``, ``module``) keep its cache entries apart
+    reads = ()  # the given text only: one result for every clip
     version = "1"
     weights = WEIGHTS
     specs = staticmethod(weights_for)

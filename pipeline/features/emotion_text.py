@@ -55,6 +55,7 @@ class Params(FeatureParams):
 
 class Extractor(_Extractor):
     name = "emotion_text"
+    reads = ("meta.encode.frames", "meta.encode.fps")  # and the transcript (``needs``)
     version = "1"
     weights = WEIGHTS
 

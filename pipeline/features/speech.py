@@ -61,6 +61,7 @@ def model_file() -> Path:
 
 class Extractor(_Extractor):
     name = "speech"
+    reads = ("files.wav",)
     version = "1"
     weights = WEIGHTS
 

@@ -33,7 +33,7 @@ from core.clip import Clip, Drop
 from core.shards import Member
 from judges import sync
 from pipeline.features import Extractor as _Extractor
-from pipeline.features import FeatureParams, torch_device
+from pipeline.features import VIDEO_READS, FeatureParams, torch_device
 from pipeline.features._audio import read_mono
 from pipeline.features._frames import frame_chunks, landmark_track
 
@@ -58,6 +58,7 @@ class Params(FeatureParams):
 
 class Extractor(_Extractor):
     name = "sync"
+    reads = VIDEO_READS + ("files.wav", "files.landmarks.npy")
     version = "1"
     weights = WEIGHTS
 

@@ -22,6 +22,7 @@ batch-mates beyond float noise.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -97,7 +98,10 @@ WEIGHTS = (ModelSpec(
     "whisper-large-v3",
     files=("config.json", "generation_config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json",
            "tokenizer_config.json"),
-    make_tiny=make_tiny_whisper, repo_id="openai/whisper-large-v3", revision="",  # pin the revision you fetch (fetch writes it to the manifest)
+    make_tiny=make_tiny_whisper, repo_id="openai/whisper-large-v3",
+    # pinned hub commit; source: public code pinning openai/whisper-large-v3@<this> (base-model and tokenizer
+    # revisions in several repositories)
+    revision="06f233fe06e710322aca913c1bc4249a0d71fce1",
     licence="MIT",
 ),)
 
@@ -115,6 +119,12 @@ class Params(FeatureParams):
     max_new_tokens: int = 220  # per 30 s piece (capped by the model's max_target_positions)
     batch_size: int = 4  # clips per generate call
     device: str = "auto"  # auto (cuda when visible) | cpu | cuda
+
+
+def _whisper_generate_notes(record: logging.LogRecord) -> bool:
+    """False for the two notes ``WhisperForConditionalGeneration.generate`` causes itself on every call."""
+    msg = record.getMessage()
+    return not (msg.startswith("Both `max_new_tokens`") or "generation-related arguments=({'suppress_tokens'" in msg)
 
 
 class Extractor(TrackExtractor):
@@ -142,6 +152,9 @@ class Extractor(TrackExtractor):
         self.timestamp_begin = int(gen.no_timestamps_token_id) + 1
         self.eos = int(gen.eos_token_id if isinstance(gen.eos_token_id, int) else gen.eos_token_id[0])
         self.max_new_tokens = min(p.max_new_tokens, self.model.config.max_target_positions - 8)
+        # Whisper's own generate() sets max_length beside our max_new_tokens and passes its suppress
+        # tokens as arguments, then warns about both on every call; these two notes (only) are dropped.
+        logging.getLogger("transformers.generation.utils").addFilter(_whisper_generate_notes)
 
     def transcribe(self, signals: Sequence[np.ndarray]) -> list[list[dict[str, Any]]]:
         """Segments ``{"start", "end", "text"}`` (seconds from each signal's start) per signal."""

@@ -137,6 +137,7 @@ def verify_before_unpickling(folder: Path, driver_fingerprint: str = "") -> None
 
 class Extractor(_Extractor):
     name = "vocals"
+    reads = ("files.wav",)
     version = "1"
     weights = WEIGHTS
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -140,7 +141,9 @@ class InProcessBackend:
 
     def run(self, res: Resources, run: "ChainRun") -> None:
         while (task := run.pop()) is not None:
+            t = time.perf_counter()
             ready = setup_once(task.step, self.ready)
+            run.started_up(task, time.perf_counter() - t)
             run.done(task, execute_batch(ready, task.clips, task.keys, self.cache))
 
     def close(self) -> None:

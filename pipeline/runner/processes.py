@@ -21,7 +21,7 @@ from typing import Any
 from core.clip import Clip, Drop
 from pipeline.cache import Cache
 from core.storage import StorageError
-from pipeline.runner.execute import StepSetupError, Worker, timed_out
+from pipeline.runner.execute import StepSetupError, Worker, setup_once, timed_out
 from pipeline.runner.params import RunnerParams
 from pipeline.runner.schedule import ChainRun, Task
 from pipeline.steps import Resources, Step
@@ -41,7 +41,13 @@ def _process_worker_main(conn: Connection, cache_root: str, env: dict[str, str])
         ident, step, clips, keys = msg
         if step is not None:
             steps[ident] = step
-        conn.send(("start", None))  # the task's time limit counts from here (not from the worker's own start)
+        t = time.perf_counter()
+        try:
+            setup_once(steps[ident], worker.ready)  # models load once per worker, before its first clip of the step
+        except StepSetupError as e:
+            conn.send(("setup", str(e)))
+            continue
+        conn.send(("start", time.perf_counter() - t))  # the task's time limit counts from here (not from the worker's own start)
         try:
             reply: tuple[str, Any] = ("ok", worker.run(steps[ident], clips, keys))
         except StepSetupError as e:
@@ -70,6 +76,7 @@ class _Process:
                     os.environ[k] = v
         child.close()
         self.idents: set[str] = set()  # steps this process has been sent
+        self.born: float | None = time.perf_counter()  # until its first task starts: spawn + imports count as start-up
 
     def send(self, ident: str, step: Step, clips: list[Clip], keys: list[str]) -> None:
         self.conn.send((ident, None if ident in self.idents else step, clips, keys))
@@ -175,7 +182,10 @@ class ProcessBackend:
                     if status is None and proc.proc.is_alive() and ready is proc.conn:
                         continue  # spurious wake-up
                     if status == "start":
-                        busy[slot].started = time.perf_counter()
+                        busy[slot].started = now = time.perf_counter()
+                        # start-up: the process's own (spawn, imports, unpickling the step) the first time, and setup()
+                        run.started_up(busy[slot], now - proc.born if proc.born is not None else float(payload or 0.0))
+                        proc.born = None
                         continue
                     task = busy.pop(slot)
                     if status == "setup":

@@ -44,6 +44,7 @@ class Runner:
         self.cache = cache
         self.stage = stage
         self._backends: dict[str, Backend] = {}  # by kind: local, processes, ray (both Ray modes)
+        self._no_gpu_said = False
 
     # -- lifecycle --------------------------------------------------------------------------------
     def __enter__(self) -> "Runner":
@@ -129,5 +130,9 @@ class Runner:
             return res
         if not getattr(step, "gpu_optional", False):
             raise StepSetupError(f"{step.name} needs {res.gpus} GPU per worker but this {backend.where} has {have:g}")
-        log.warning("%s: no GPU here; running its workers on CPU", step.name)
+        if not self._no_gpu_said:  # one line per stage, however many steps it maps
+            log.warning("no GPU here: running %s on CPU", step.name)
+            self._no_gpu_said = True
+        else:
+            log.debug("no GPU here: running %s on CPU", step.name)
         return Resources(cpus=res.cpus, gpus=0.0)

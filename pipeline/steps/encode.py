@@ -6,9 +6,11 @@ handles variable-frame-rate sources by timestamp, not by frame count), pads at m
 frames at the very end (rounding), and encodes exactly ``frames`` frames with ``+faststart`` so
 the mp4 decodes from a pipe. No intermediate files, one decode and one encode per clip.
 
-With the ``face`` step before it, the video is the face crop instead: frames decoded the same way,
-each frame's crop box (``meta["face"]["crop"]``) cut out and resized to ``size`` x ``size`` in numpy/
-OpenCV, padded black outside the frame, and piped to the same x264 settings.
+With the ``face`` step before it, the video is the face crop instead: frames decoded the same way and
+cut by ffmpeg to the clip's overall box before any conversion (only that region crosses the pipe,
+as yuv420p), each frame's crop box (``meta["face"]["crop"]``) cut from it per plane and resized to
+``size`` x ``size`` with OpenCV, padded black outside the frame, and piped as yuv420p to the same
+x264 settings.
 
 Audio: the clip's slice of the source's aligned, normalised 16 kHz track (see ``audio``), exactly
 ``frames * sample_rate / fps`` samples, written as 16-bit PCM wav. So audio and video of a clip
@@ -27,7 +29,7 @@ import numpy as np
 import soundfile as sf
 
 from core.clip import Clip
-from core.media import BITEXACT, Deadline, MediaError, clip_frames, ffprobe, run_ffmpeg
+from core.media import BITEXACT, Deadline, MediaError, ffprobe, run_ffmpeg
 from pipeline.steps import Resources, Step
 
 
@@ -43,6 +45,7 @@ class EncodeParams:
     # training loader's decode time for ~12% larger files at the same CRF, and encodes no slower (bench/README.md)
     tune: str = "fastdecode"
     threads: int = 1  # decoder and x264 threads per worker; x264 output depends on it: fixed for byte-identical shards
+    audio_kbps: int = 64  # the mp4's AAC track (a player's lip sync); training reads the wav's exact samples
     max_side: int = 0  # without the face step: downscale so the longer side is at most this (0: keep the source size)
 
     def __post_init__(self) -> None:
@@ -53,7 +56,7 @@ class EncodeParams:
 
 class Encode(Step):
     name = "encode"
-    version = "1"
+    version = "2"  # 2: the face crop is cut in yuv420p from an ffmpeg-cropped region (no RGB round trip)
     resources = Resources(cpus=1)
 
     def __init__(self, params: EncodeParams | None = None):
@@ -72,12 +75,12 @@ class Encode(Step):
         mp4 = out / "video.mp4"
         face = clip.meta.get("face")
         if face is not None and face.get("crop"):
-            self._encode_crop(clip, seek, frames, face, mp4)
+            got = self._encode_crop(clip, seek, frames, face, mp4)  # frames x264 was fed (size x size)
+            width = height = int(face["size"])
         else:
             self._encode_frame(clip, seek, frames, mp4)
-        stream = ffprobe(mp4)["streams"][0]
-
-        got = int(stream.get("nb_frames", 0))
+            stream = ffprobe(mp4)["streams"][0]
+            got, width, height = int(stream.get("nb_frames", 0)), int(stream["width"]), int(stream["height"])
         if got != frames:
             raise ValueError(f"{clip.source_rel}: encoded {got} frames, expected {frames} (source video ends early?)")
 
@@ -90,10 +93,11 @@ class Encode(Step):
         pcm[max(-first, 0) : max(-first, 0) + avail.size] = avail
         wav = out / "audio.wav"
         sf.write(wav, np.clip(pcm, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
+        self._mux_audio(clip, mp4, wav)  # the mp4 plays with its sound; the wav stays the exact samples
 
         meta = {
             "crop": "face" if face is not None and face.get("crop") else None,
-            "fps": p.fps, "frames": frames, "width": int(stream["width"]), "height": int(stream["height"]),
+            "fps": p.fps, "frames": frames, "width": width, "height": height,
             "video_codec": "h264", "crf": p.crf, "preset": p.preset, "tune": p.tune, "gop": p.gop,
             "sample_rate": sr, "samples": n, "seek_s": round(seek, 6),
         }
@@ -101,6 +105,13 @@ class Encode(Step):
         hashes = {k: v for k, v in clip.file_hashes.items() if k != "audio_npy"}
         files.update(mp4=str(mp4), wav=str(wav))
         return dataclasses.replace(clip, files=files, file_hashes=hashes, meta={**clip.meta, "encode": meta})
+
+    def _mux_audio(self, clip: Clip, mp4: Path, wav: Path) -> None:
+        """Add the wav as an AAC track to the mp4 (video stream copied, ``+faststart`` kept), in place."""
+        muxed = mp4.with_name("muxed.mp4")
+        run_ffmpeg(["-i", str(mp4), "-i", str(wav), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac",
+                    "-b:a", f"{self.params.audio_kbps}k", "-movflags", "+faststart", *BITEXACT, str(muxed)], what=clip.source_rel)
+        muxed.replace(mp4)
 
     def _x264(self) -> list[str]:
         p = self.params
@@ -123,10 +134,11 @@ class Encode(Step):
             what=clip.source_rel,
         )
 
-    def _encode_crop(self, clip: Clip, seek: float, frames: int, face: dict, mp4: Path) -> None:
-        """The face crop: decode at source size (same seek and fps filter), cut each frame's box with
-        sub-pixel accuracy (``cv2.warpAffine``, bilinear; boxes much larger than the output are first
-        area-downscaled), black padding outside the frame, and pipe ``size`` x ``size`` frames to x264."""
+    def _encode_crop(self, clip: Clip, seek: float, frames: int, face: dict, mp4: Path) -> int:
+        """The face crop: ffmpeg decodes (same seek and fps filter), cuts the clip's overall box
+        (:func:`crop_region`) and hands only that region over, as yuv420p (BT.601, as before); each
+        frame's box is cut from it per plane with sub-pixel accuracy (:func:`warp_yuv420`) and
+        ``size`` x ``size`` yuv420p frames go to x264. No RGB anywhere."""
         import cv2
 
         cv2.setNumThreads(1)
@@ -134,32 +146,89 @@ class Encode(Step):
         size = int(face["size"])
         boxes = np.asarray(face["crop"], dtype=np.float64)
         src_w, src_h = (int(v) for v in face["source_size"])
-        # One area downscale of the whole frame when every box is more than twice the output (bilinear would alias).
-        shrink = max(1, int(np.min(boxes[:, 2]) // (2 * size)))
-        dec_w, dec_h = max(2, src_w // shrink), max(2, src_h // shrink)
-        fx, fy = dec_w / src_w, dec_h / src_h
-        cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-f", "rawvideo", "-pix_fmt", "rgb24",
-               "-s", f"{size}x{size}", "-framerate", str(p.fps), "-i", "pipe:0", "-frames:v", str(frames),
-               "-vf", "format=yuv420p", *self._x264(), str(mp4)]
-        with tempfile.TemporaryFile() as err:
-            enc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
-            with Deadline(enc, clip.source_rel) as deadline:
+        x, y, w, h, shrink = crop_region(boxes, src_w, src_h, size)
+        dw, dh = w // shrink, h // shrink
+        vf = [f"fps=fps={p.fps}:start_time=0:round=near", "tpad=stop_mode=clone:stop=2", f"crop={w}:{h}:{x}:{y}:exact=1",
+              # the frame's own matrix in (BT.709 sources), BT.601 out, as the RGB path had it; a no-op for BT.601
+              f"scale={dw}:{dh}:flags=area:in_color_matrix=auto:out_color_matrix=bt601", "format=yuv420p"]
+        dec = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-filter_threads", "1", "-ss", f"{max(seek, 0.0):.6f}",
+               "-i", clip.source, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", ",".join(vf), "-frames:v", str(frames), "-f", "rawvideo", "pipe:1"]
+        enc = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-f", "rawvideo", "-pix_fmt", "yuv420p",
+               "-s", f"{size}x{size}", "-framerate", str(p.fps), "-i", "pipe:0", "-frames:v", str(frames), *self._x264(), str(mp4)]
+        # Per frame: source box -> region pixels (origin x, y; scale 1 / shrink).
+        local = np.column_stack([(boxes[:, 0] - x) / shrink, (boxes[:, 1] - y) / shrink, boxes[:, 2] / shrink])
+        nbytes = dw * dh * 3 // 2
+        got = 0
+        with tempfile.TemporaryFile() as dec_err, tempfile.TemporaryFile() as enc_err:
+            src = subprocess.Popen(dec, stdout=subprocess.PIPE, stderr=dec_err)
+            sink = subprocess.Popen(enc, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=enc_err)
+            with Deadline(src, clip.source_rel) as d_src, Deadline(sink, clip.source_rel) as d_sink:
                 try:
-                    for i, frame in enumerate(clip_frames(clip.source, seek, p.fps, frames, (dec_w, dec_h), what=clip.source_rel)):
-                        cx, cy, side = boxes[i, 0] * fx, boxes[i, 1] * fy, boxes[i, 2] * fx
-                        k = size / side
-                        M = np.array([[k, 0.0, size / 2 - k * cx], [0.0, k, size / 2 - k * cy]])
-                        crop = cv2.warpAffine(frame, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-                        enc.stdin.write(crop.tobytes())  # type: ignore[union-attr]
+                    while got < frames:
+                        buf = src.stdout.read(nbytes)  # type: ignore[union-attr]
+                        if len(buf) < nbytes:
+                            break
+                        sink.stdin.write(warp_yuv420(buf, dw, dh, local[got], size))  # type: ignore[union-attr]
+                        got += 1
                 except BrokenPipeError:  # the encoder stopped early: its own message (below) says why
                     pass
                 finally:
+                    src.stdout.close()  # type: ignore[union-attr]
+                    src_rc = src.wait()
                     try:
-                        enc.stdin.close()  # type: ignore[union-attr]
+                        sink.stdin.close()  # type: ignore[union-attr]
                     except BrokenPipeError:
                         pass
-                    rc = enc.wait()
-            deadline.check()
+                    rc = sink.wait()
+            d_src.check()
+            d_sink.check()
+            if got < frames:
+                dec_err.seek(0)
+                detail = dec_err.read().decode(errors="replace")[-500:] if src_rc else "no message"
+                raise MediaError(f"ffmpeg decoded {got} of {frames} frames of {clip.source_rel}: {detail}")
             if rc:
-                err.seek(0)
-                raise MediaError(f"ffmpeg failed encoding the face crop of {clip.source_rel}: {err.read().decode(errors='replace')[-500:]}")
+                enc_err.seek(0)
+                raise MediaError(f"ffmpeg failed encoding the face crop of {clip.source_rel}: {enc_err.read().decode(errors='replace')[-500:]}")
+        return got
+
+
+def crop_region(boxes: np.ndarray, src_w: int, src_h: int, size: int) -> tuple[int, int, int, int, int]:
+    """``(x, y, w, h, shrink)``: the part of the frame that every box ``[cx, cy, side]`` (source pixels)
+    of a clip samples from, plus two source pixels for bilinear neighbours, inside the frame, with
+    ``x, y, w, h`` multiples of ``2 * shrink`` (yuv420p after an integer area downscale). ``shrink``:
+    the area downscale, when every box is more than twice the output side (bilinear would alias)."""
+    shrink = max(1, int(np.min(boxes[:, 2]) // (2 * size)))
+    a = 2 * shrink
+    half = boxes[:, 2] / 2
+    x0, x1 = np.min(boxes[:, 0] - half) - 2 * shrink, np.max(boxes[:, 0] + half) + 2 * shrink
+    y0, y1 = np.min(boxes[:, 1] - half) - 2 * shrink, np.max(boxes[:, 1] + half) + 2 * shrink
+    fw, fh = src_w // a * a, src_h // a * a  # the usable frame (a source of odd size loses its last column/row)
+    x = int(min(max(0.0, np.floor(x0 / a) * a), fw - a))
+    y = int(min(max(0.0, np.floor(y0 / a) * a), fh - a))
+    w = int(max(a, min(fw, np.ceil(x1 / a) * a) - x))
+    h = int(max(a, min(fh, np.ceil(y1 / a) * a) - y))
+    return x, y, w, h, shrink
+
+
+def warp_yuv420(buf: bytes, w: int, h: int, box: np.ndarray, size: int) -> bytes:
+    """One ``size`` x ``size`` yuv420p frame: the square ``box`` ``[cx, cy, side]`` (pixels of the
+    ``w`` x ``h`` yuv420p frame ``buf``) cut and resized bilinearly, black (Y 16, U V 128) outside it.
+
+    Luma: ``out = k (p - c) + size / 2`` with ``k = size / side``, the mapping the RGB path used.
+    Chroma: the same mapping on the half-resolution planes, chroma sample ``j`` centred on luma
+    ``2 j + 1/2`` in both the input and the output.
+    """
+    import cv2
+
+    cx, cy, side = (float(v) for v in box)
+    k = size / side
+    planes = np.frombuffer(buf, dtype=np.uint8)
+    luma = planes[: w * h].reshape(h, w)
+    cw, ch = w // 2, h // 2
+    m = np.array([[k, 0.0, size / 2 - k * cx], [0.0, k, size / 2 - k * cy]])
+    out = [cv2.warpAffine(luma, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=16)]
+    mc = np.array([[k, 0.0, (size / 2 - 0.5) / 2 - k * (cx - 0.5) / 2], [0.0, k, (size / 2 - 0.5) / 2 - k * (cy - 0.5) / 2]])
+    for i in range(2):
+        plane = planes[w * h + i * cw * ch : w * h + (i + 1) * cw * ch].reshape(ch, cw)
+        out.append(cv2.warpAffine(plane, mc, (size // 2, size // 2), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=128))
+    return b"".join(o.tobytes() for o in out)

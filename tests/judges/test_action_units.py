@@ -13,6 +13,7 @@ import torch
 
 from core.weights import WeightsError
 from judges import action_units as au
+from judges import face_va
 
 FIXTURE = Path(__file__).parent / "fixtures" / "action_units_keys.json"
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "images" / "i01_macron_512.png"
@@ -131,6 +132,20 @@ def test_preprocess_is_align_512_resize_256_centre_224(judge):
     pooled = torch.nn.functional.avg_pool2d(big, 2)
     assert torch.allclose(judge.preprocess(big, np.array([512.0, 512.0, 1024.0])),
                           judge.preprocess(pooled, np.array([255.75, 255.75, 512.0])), atol=1e-5)
+
+
+def test_preprocess_crops_only_the_window_it_keeps_with_the_same_values(judge):
+    """The 512 crop is sampled only where the centre 224 of its 256 resize reads it: bit-identical to resizing
+    the whole crop and cutting the centre, for boxes inside, across the border of and larger than the frame."""
+    gen = torch.Generator().manual_seed(7)
+    for side, boxes in [(512, [[256.0, 256.0, 512.0], [250.0, 270.0, 398.0], [100.0, 400.0, 900.0]]),
+                        (1100, [[550.0, 550.0, 1100.0], [520.0, 480.0, 2100.0], [10.0, 10.0, 300.0]])]:
+        img = torch.rand(3, 3, side, side, generator=gen)
+        boxes = np.array(boxes)
+        whole = torch.nn.functional.interpolate(face_va.crop_faces(img, boxes, 512, shrink=True), size=(256, 256),
+                                                mode="bilinear", align_corners=False, antialias=True)
+        assert torch.equal(judge.preprocess(img, boxes), whole[..., 16:240, 16:240])
+    assert face_va.crop_faces(img, boxes, 512, shrink=True, window=(28, 484)).shape[-2:] == (456, 456)
 
 
 def test_crop_box_follows_librefaces_aligner():

@@ -159,3 +159,22 @@ def test_missing_or_incomplete_folder_names_the_file(folder, without, tmp_path):
         i3d.load(without(folder, "i3d_torchscript.pt"), "cpu")
     with pytest.raises(WeightsError, match="does not exist"):
         i3d.load(tmp_path / "nowhere", "cpu")
+
+
+def test_the_tiny_archive_is_byte_identical_wherever_it_is_made(tmp_path):
+    """No random serialization id and no source maps with this checkout's path: the weights folder's
+    DVC hash is the same on every machine."""
+    import hashlib
+    import zipfile
+
+    from judges import i3d as i3d_mod
+
+    digests = []
+    for where in ("a", "b/deeper"):
+        folder = tmp_path / where
+        folder.mkdir(parents=True)
+        i3d_mod.make_tiny_i3d(folder, 0)
+        digests.append(hashlib.sha256((folder / i3d_mod.FILE).read_bytes()).hexdigest())
+        with zipfile.ZipFile(folder / i3d_mod.FILE) as z:
+            assert not [n for n in z.namelist() if n.endswith(".debug_pkl")]
+    assert digests[0] == digests[1]

@@ -3,6 +3,7 @@ arithmetic, face crops, real frames, gradients to the frames, folder errors."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -125,6 +126,23 @@ def test_judge_is_frozen_and_imports_cheaply(judge):
 
 
 # -- (c) offset and confidence: the reference's arithmetic ----------------------------------------------------
+def test_windows_share_the_first_conv_and_equal_syncnet_pythons_stacked_windows(judge):
+    """The lip stream runs over a chunk of windows as one frame sequence; syncnet_python stacks the 5-frame
+    windows into a batch (``im_batch``) and calls ``forward_lip``: the same embeddings, to float rounding."""
+    gen = torch.Generator().manual_seed(3)
+    video = torch.rand(13, 3, 224, 224, generator=gen) * 255
+    mfcc = torch.randn(13, 20 + 4 * 8, generator=gen)
+    chunked = copy.copy(judge)
+    chunked.batch_size = 3  # chunks of 3, 3, 3 windows (9 = 13 - 4)
+    with torch.no_grad():
+        got = chunked(video, mfcc)
+    clip = video[:, [2, 1, 0]].transpose(0, 1)
+    with torch.no_grad():
+        ref = judge.model.forward_lip(torch.stack([clip[:, v : v + 5] for v in range(9)]))
+    assert got.video.shape == ref.shape == (9, 32)
+    assert torch.allclose(got.video, ref, rtol=1e-4, atol=1e-5)
+
+
 def _reference_evaluate(im_feat: torch.Tensor, cc_feat: torch.Tensor, vshift: int):
     """SyncNetInstance.py (calc_pdist + evaluate's offset block), transcribed line by line."""
     from scipy import signal

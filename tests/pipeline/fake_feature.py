@@ -40,6 +40,7 @@ class Params(FeatureParams):
 
 class Extractor(Extractor):  # noqa: F811 - the module's Extractor, as the contract names it
     name = "fake"
+    reads = ("files.wav", "key")  # the key: fail_key_contains
     weights = WEIGHTS
 
     def setup(self) -> None:

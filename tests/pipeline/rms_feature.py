@@ -26,6 +26,7 @@ class Params(FeatureParams):
 
 class Extractor(_Extractor):
     name = "rms"
+    reads = ("files.wav",)
 
     def __call__(self, clip, out):
         time.sleep(self.params.delay_s)

@@ -160,3 +160,25 @@ def test_a_stage_in_which_every_clip_fails_exits_non_zero(project, monkeypatch):
     data["runner"]["max_error_fraction"] = 2.0
     params.write_text(yaml.safe_dump(data))
     assert extract.main(["fake", "toy", "--params", str(params)]) == 2  # a params error, named
+
+
+def test_a_video_only_change_keeps_audio_features_cached(project):
+    """Issue 15 item 1: ``steps.encode.crf`` changes every mp4 but no wav, so an audio feature (its key:
+    the wav's hash, its params and weights) computes nothing again and writes the same values. Last in
+    the module: it re-ingests the shared project."""
+    first = extract.run("fake", "toy", root=project, params_file=project / "params.yaml")
+    side = project / "shards" / "features" / "fake" / "toy"
+    before = {s["__key__"]: (json.loads(s["json"])["values"], s["npy"]) for s in iter_samples(side)}
+    data = yaml.safe_load((project / "params.yaml").read_text())
+    data["steps"]["encode"]["crf"] = 30
+    params = project / "params_crf.yaml"
+    params.write_text(yaml.safe_dump(data))
+    mp4s = {s["__key__"]: (s["mp4"], s["wav"]) for s in iter_samples(project / "shards" / "clips" / "toy")}
+    report = ingest.run("toy", root=project, params_file=params)
+    assert report["steps"]["encode"]["computed"] == 3 and report["steps"]["probe"]["computed"] == 0
+    after_clips = {s["__key__"]: (s["mp4"], s["wav"]) for s in iter_samples(project / "shards" / "clips" / "toy")}
+    assert all(after_clips[k][0] != mp4s[k][0] and after_clips[k][1] == mp4s[k][1] for k in mp4s)  # new video, same audio
+    again = extract.run("fake", "toy", root=project, params_file=params)
+    assert first["kept"] == again["kept"] == 3
+    assert again["steps"]["fake"]["computed"] == 0 and again["steps"]["fake"]["cached"] == 3
+    assert {s["__key__"]: (json.loads(s["json"])["values"], s["npy"]) for s in iter_samples(side)} == before

@@ -57,12 +57,17 @@ def test_face_drops_and_crop_shards(first):
     meta = json.loads(s["json"])
     lm = np.load(io.BytesIO(s["landmarks.npy"]))
     assert lm.dtype == np.float16 and lm.shape == (row["frames"], 478, 3)
-    assert len(meta["meta"]["face"]["pose"]) == len(meta["meta"]["face"]["crop"]) == row["frames"]
+    face = meta["meta"]["face"]  # schema 2: named per-frame columns with units
+    assert meta["schema_version"] == 2 and meta["units"]["meta.face.pose"] == "degrees"
+    assert set(face["pose"]) == {"yaw_deg", "pitch_deg", "roll_deg"} and set(face["crop"]) == {"cx_px", "cy_px", "side_px"}
+    assert all(len(col) == row["frames"] for col in (*face["pose"].values(), *face["crop"].values(), face["tracked"]))
+    assert abs(float(np.median(face["pose"]["yaw_deg"]))) < 10 and all(isinstance(t, bool) for t in face["tracked"])
     assert meta["file_hashes"]["landmarks.npy"]
     mp4 = out.parent / "frontal.mp4"
     mp4.write_bytes(s["mp4"])
-    v = ffprobe(mp4)["streams"][0]
+    v, a = ffprobe(mp4)["streams"]  # the face crop, and the clip's sound as AAC for a player
     assert (v["width"], v["height"], int(v["nb_frames"])) == (256, 256, row["frames"])
+    assert a["codec_name"] == "aac" and int(a["sample_rate"]) == 16000 and abs(float(a["duration"]) - row["duration"]) < 0.1
     mp4.unlink()
 
 

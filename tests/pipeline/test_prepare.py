@@ -80,8 +80,8 @@ def test_the_clip_covers_the_whole_audio_as_ingest_writes_it(short, env):
     clip = _one(layout.clips("generate"))
     assert {"json", "mp4", "wav", "landmarks.npy"} <= set(clip) and clip["__key__"] == row["key"]
     (short / "c.mp4").write_bytes(clip["mp4"])
-    (stream,) = ffprobe(short / "c.mp4")["streams"]
-    assert int(stream["nb_frames"]) == row["frames"] and stream["codec_name"] == "h264"
+    stream, sound = ffprobe(short / "c.mp4")["streams"]  # the video, and the clip's sound as AAC (as ingest writes it)
+    assert int(stream["nb_frames"]) == row["frames"] and stream["codec_name"] == "h264" and sound["codec_name"] == "aac"
     wav, sr = sf.read(io.BytesIO(clip["wav"]))
     assert sr == 16000 and wav.ndim == 1 and len(wav) == row["frames"] * 640 and np.abs(wav).max() > 0.05
     assert np.load(io.BytesIO(clip["landmarks.npy"])).shape == (row["frames"], 478, 3)

@@ -21,4 +21,23 @@ def test_report_shows_counts_reasons_and_frames(tmp_path):
     page = (tmp_path / "reports" / "index.html").read_text()
     assert "| toy | 2 | 1 |" in md and "no_audio: 1" in md and "mute.mp4" in md
     assert "Tiny stand-in weights" in md and "w2v" in page
-    assert page.count("data:image/jpeg;base64,") == 1  # the one kept clip, embedded
+    # the kept clip's frame, and the rejected (video-only) source's frame with its reason in a red strip
+    assert page.count("data:image/jpeg;base64,") == 2 and "<figure class='rejected'>" in page and "no_audio: " in page
+    # the ingest plots as inline SVG (nothing fetched), and the weights' provenance
+    assert "<svg" in page and "toy: clips by duration" in page and "toy: ingest drops by reason" in page and "http" not in page.replace(
+        "http://www.w3.org/2000/svg", "")
+    assert "<h2>Weights</h2>" in page and "tiny stand-in" in page
+
+
+def test_bars_and_splits_sections(tmp_path):
+    import json
+
+    from pipeline import report_sections
+
+    svg = report_sections.bars_svg("hours per split", [("train", 2.0), ("val", 0.5)], " h")
+    assert svg.count("<rect") == 2 and "width='280.0'" in svg and "width='70.0'" in svg and "2 h" in svg  # val bar: a quarter of train's
+    (tmp_path / "select.json").write_text(json.dumps({"splits": {"train": {"clips": 3, "hours": 0.01, "speakers": 2}},
+                                                      "dropped_by_reason": {"music": 1}}))
+    table = report_sections.splits_html(tmp_path / "select.json")
+    assert "<td>train</td><td>3</td><td>0.010</td><td>2</td>" in table and "music: 1" in table
+    assert report_sections.splits_html(tmp_path / "missing.json") == ""

@@ -84,6 +84,15 @@ def test_splits_are_identity_disjoint_deterministic_and_test_only_goes_to_test(t
     assert all(set(r) == {"dataset", "key", "shard", "frames", "speaker"} for s in select.SPLITS for r in lists[s])
     md = _select_markdown(tmp_path / "reports" / "select" / "select.json")
     assert f"| test | {len(lists['test'])} |" in md and "profile: " in md
+    metrics = json.loads((tmp_path / "reports" / "metrics" / "select.json").read_text())
+    assert (metrics["sources"], metrics["kept"], metrics["dropped"]) == (len(decisions), report["kept"], report["dropped"])
+    plots = tmp_path / "reports" / "plots" / "select"
+    hours = dict(line.split(",") for line in (plots / "hours.csv").read_text().splitlines()[1:])
+    assert {s: float(h) for s, h in hours.items()} == pytest.approx({s: report["splits"][s]["hours"] for s in select.SPLITS})
+    drops = dict(line.split(",") for line in (plots / "drops.csv").read_text().splitlines()[1:])
+    assert {r: int(n) for r, n in drops.items()} == report["dropped_by_reason"]
+    speech = [line.split(",") for line in (plots / "scores" / "wild.speech_ratio.csv").read_text().splitlines()[1:]]
+    assert len(speech) == 21 and float(speech[0][1]) == 0.05 and float(speech[-1][1]) == 0.8  # min and max of the stored scores
 
     # deterministic: a second run gives byte-identical lists; another seed moves speakers
     first = {s: (tmp_path / "shards" / "splits" / f"{s}.jsonl").read_bytes() for s in select.SPLITS}

@@ -18,7 +18,7 @@ def clip(tmp_path, key, size):
 
 def test_rollover_order_and_determinism(tmp_path):
     clips = [clip(tmp_path, f"d__c{i}__0000000", 4000) for i in (3, 1, 2, 0)]
-    params = ShardParams(max_bytes=9000)
+    params = ShardParams(max_bytes=10_000)  # two ~4.8 kB samples (4 kB mp4 + the schema-2 json) per tar
     write_clip_shards(tmp_path / "a", clips, [Reject("d", "x.mp4", "", "probe", "unreadable", "m")], params)
     write_clip_shards(tmp_path / "b", list(reversed(clips)), [Reject("d", "x.mp4", "", "probe", "unreadable", "m")], params)
     tars = sorted((tmp_path / "a").glob("*.tar"))

@@ -35,3 +35,24 @@ def test_processes_two_workers_crash_retry_and_setup_errors(env):
             r.map(BrokenSetup(), clips(1))
         assert not r.backend.procs
     assert not r.backend.started
+
+
+@pytest.mark.parametrize("local", [False, True])
+def test_startup_seconds_are_charged_to_the_step_once_per_worker(env, local):
+    """Worker start-up (spawn, imports, setup) is reported per step; kept workers and cached clips add none."""
+    from tests.pipeline.runner.toy_steps import SlowSetup
+
+    cache, _ = env
+    with Runner(RunnerParams(backend="processes", num_cpus=1, local=local, progress=False), cache) as r:
+        first = r.map(SlowSetup(0.3), clips(2))
+        assert first.misses == 2 and first.startup_s >= 0.3  # one worker: set up once, before its first clip
+        assert first.startup_s < 0.3 + 30  # not once per clip either
+        again = r.map(SlowSetup(0.3), clips(4)[2:])  # the same worker, already set up
+        assert again.misses == 2 and again.startup_s < 0.3
+        cached = r.map(SlowSetup(0.3), clips(2))
+        assert cached.hits == 2 and cached.startup_s == 0.0
+    from pipeline.stats import StageStats
+
+    stats = StageStats("extract", "x")
+    stats.add(first)
+    assert stats.steps["slow_setup"]["startup_s"] == round(first.startup_s, 3)

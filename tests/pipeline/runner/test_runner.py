@@ -83,12 +83,15 @@ class _GpuOptional(_GpuStep):
 
 
 def test_gpu_steps_fall_back_to_cpu_only_when_optional(env, caplog):
+    caplog.set_level("DEBUG", logger="pipeline.runner")
     cache, _ = env
     with Runner(RunnerParams(backend="processes", num_gpus=0, progress=False), cache) as r:
         with pytest.raises(StepSetupError, match="needs 1 GPU per worker but this machine has 0"):
             r.map(_GpuStep(2), clips(1))
         assert r._resources(_GpuOptional(2), r.backend) == Resources(cpus=1, gpus=0.0)
-    assert "no GPU here; running its workers on CPU" in caplog.text
+        assert r._resources(_GpuOptional(3), r.backend) == Resources(cpus=1, gpus=0.0)
+    said = [rec for rec in caplog.records if rec.getMessage().startswith("no GPU here")]
+    assert len(said) == 2 and [rec.levelname for rec in said] == ["WARNING", "DEBUG"]  # one warning per stage
 
 
 def test_chain_with_different_resources_maps_step_by_step(env):

@@ -121,3 +121,22 @@ def sequential(runner, steps, items):
         items = outcomes[-1].kept
     return outcomes
 
+
+
+class SlowSetup(Step):
+    """Takes ``seconds`` to set up (a model load), then passes clips through."""
+
+    name = "slow_setup"
+    resources = Resources(cpus=1)
+
+    def __init__(self, seconds: float):
+        super().__init__({"seconds": seconds})
+        self.seconds = seconds
+
+    def setup(self):
+        import time
+
+        time.sleep(self.seconds)
+
+    def __call__(self, clip, out):
+        return clip

@@ -21,9 +21,10 @@ def cache(tmp_path):
 
 
 def check_clip(clip):
-    """25 fps CFR video and 16 kHz mono audio of exactly the same duration."""
+    """25 fps CFR video and 16 kHz mono audio of exactly the same duration; the mp4 carries the sound as AAC."""
     v = ffprobe(clip.files["mp4"])["streams"]
-    assert len(v) == 1 and v[0]["codec_name"] == "h264" and v[0]["avg_frame_rate"] == "25/1"
+    assert len(v) == 2 and v[0]["codec_name"] == "h264" and v[0]["avg_frame_rate"] == "25/1"
+    assert v[1]["codec_name"] == "aac" and int(v[1]["sample_rate"]) == 16000 and int(v[1]["channels"]) == 1
     frames = int(v[0]["nb_frames"])
     pts = packet_times(clip.files["mp4"], "v:0")[:, 0]
     assert np.allclose(np.diff(pts), 0.04, atol=1e-3)  # constant frame rate
