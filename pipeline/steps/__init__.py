@@ -66,8 +66,13 @@ class Step:
         return clip.fingerprint()
 
     def adopt(self, clip: Clip, result: Result) -> Result:
-        """``result``, maybe cached for another clip with the same inputs, as the result for ``clip``."""
-        return result
+        """``result``, maybe cached for another clip with the same inputs, as the result for ``clip``: a hit
+        written by another checkout or machine (the cache is shared) names that one's absolute source path,
+        so the clips of the same source take this run's path (the key and ``source_hash`` identify the source)."""
+        if isinstance(result, Drop):
+            return result
+        return [c if c.source == clip.source or c.source_hash != clip.source_hash else c.evolve(source=clip.source)
+                for c in result]
 
     # -- work -------------------------------------------------------------------------------------
     def setup(self) -> None:

@@ -104,3 +104,20 @@ def test_chain_with_different_resources_maps_step_by_step(env):
     with Runner(RunnerParams(local=True, progress=False), cache) as r:
         out = r.chain([TwoCpus(2), Split(2)], clips(2))
     assert [c.key for c in out[1].kept] == ["0_0_0", "0_0_1", "0_1_0", "0_1_1", "1_0_0", "1_0_1", "1_1_0", "1_1_1"]
+
+
+def test_a_hit_written_by_another_checkout_takes_this_runs_source_path(env):
+    """The cache is shared: an entry written where the raw video lived at another absolute path must not hand
+    that path to the next step (the key and source_hash identify the source, not its path)."""
+    import dataclasses
+
+    from tests.pipeline.runner.toy_steps import Mark, clips
+
+    cache, log = env
+    params = RunnerParams(local=True, progress=False)
+    with Runner(params, cache) as r:
+        first = r.map(Mark(log), clips(2))
+        moved = [dataclasses.replace(c, source=f"/elsewhere/{c.source_rel}") for c in clips(2)]
+        again = r.map(Mark(log), moved)
+    assert [c.source for c in first.kept] == ["/s/0", "/s/1"]
+    assert [c.source for c in again.kept] == ["/elsewhere/0", "/elsewhere/1"] and again.hits == 2
