@@ -38,6 +38,7 @@ from model.evaluation.targets import clip_frames, write_target
 from model.inference.checkpoints import CheckpointsMissing, from_checkpoints
 from model.inference.video import side_by_side, write_video
 from model.metrics import cli as metrics_cli
+from model.metrics.video import FPS, decode
 
 log = logging.getLogger("model.evaluate")
 
@@ -127,16 +128,10 @@ def run(params_file: Path | str | None = None, max_clips: int | None = None) -> 
     table = rep.table_markdown(report, per_dataset, f"split {e.split}", loaded.tiny)
     (out / "table.md").write_text(table)
     shown = []
-    for row in rows[:e.show]:
-        clip = next(iter_clips(data, e.split, shard_root, keys={row["clip"]}))
-        import numpy as np
-
-        from model.metrics.video import decode
-
-        both = side_by_side(decode(videos / f"{row['clip']}.mp4", data.size), clip.decode_frames(data.size, row["frames"]))
-        path = write_video(videos / f"{row['clip']}.side_by_side.mp4", np.ascontiguousarray(both), fps=round(clip.fps),
-                           audio=clip.write_wav(work, row["frames"]))
-        shown.append((row["clip"], path))
+    for row in rows[:e.show]:  # the measured files themselves: the generated video and the ground truth written above
+        name = row["clip"]
+        both = side_by_side(decode(videos / f"{name}.mp4", data.size), decode(targets / f"{name}.mp4", data.size))
+        shown.append((name, write_video(videos / f"{name}.side_by_side.mp4", both, fps=FPS, audio=targets / f"{name}.mp4")))
     (out / "index.html").write_text(rep.index_html(table, shown, loaded.tiny))
     shutil.rmtree(work, ignore_errors=True)
     accelerator.wait_for_everyone()

@@ -76,11 +76,6 @@ class WholeClip:
             fill(out, self.sidecars[feature.name], feature, idx, self.frames, p, (self.dataset, self.key, "stage2"))
         return out
 
-    def reference_entries(self) -> dict[str, torch.Tensor]:
-        """Whole-clip entries of the reference (frame 0), e.g. ``reference_image_embed``, from the first window."""
-        first = self.window(0)
-        return {k: v for k, v in first.items() if k == "reference_image_embed"}
-
     def decode_frames(self, size: int, count: int | None = None) -> np.ndarray:
         """``(N, size, size, 3)`` uint8 RGB frames of the clip (all, or the first ``count``)."""
         from core.mp4 import decode_frames
@@ -88,15 +83,6 @@ class WholeClip:
         n = self.frames if count is None else min(count, self.frames)
         frames = decode_frames(self.members["mp4"], list(range(n)), size, rgb=True)
         return np.stack([np.asarray(frames[i]) for i in range(n)])
-
-    def landmarks(self, size: int) -> np.ndarray | None:
-        """``(N, K, 2|3)`` landmarks in pixels of ``size`` square frames, or None without ``landmarks.npy``."""
-        if "landmarks.npy" not in self.members:
-            return None
-        lm = np.load(io.BytesIO(self.members["landmarks.npy"])).astype(np.float32)
-        side = json.loads(self.members["json"]).get("meta", {}).get("encode", {}).get("width") or size
-        lm[..., :2] *= size / float(side)
-        return lm
 
     def audio(self) -> tuple[np.ndarray, int]:
         """The clip's mono samples and rate (``{key}.wav``)."""
