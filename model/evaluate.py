@@ -29,6 +29,7 @@ import torch
 
 from core import cli
 from core import params as params_mod
+from core.runs import beside, write_run
 from core.shards import ShardParams
 from model.data.clips import ClipFrames, iter_clips, split_entries
 from model.evaluation import report as rep
@@ -53,6 +54,7 @@ def run(params_file: Path | str | None = None, max_clips: int | None = None) -> 
     from accelerate import Accelerator
     from accelerate.utils import gather_object
 
+    started = time.perf_counter()
     res = resolve(params_file)
     e, inf = res.evaluate, res.inference
     accelerator = Accelerator(cpu=e.device == "cpu")
@@ -88,7 +90,7 @@ def run(params_file: Path | str | None = None, max_clips: int | None = None) -> 
         write_video(videos / f"{clip.key}.mp4", gen.frames, fps=round(clip.fps), audio=clip.write_wav(work, n))
         rows.append({"clip": clip.key, "dataset": clip.dataset, "speaker": clip.entry.get("speaker"), "frames": n,
                      "clip_frames": clip.frames, "windows": gen.windows, "first_motion": gen.first_motion,
-                     "generate_s": round(seconds, 3), "generate_s_per_video_s": round(seconds / (n / clip.fps), 3)})
+                     "generate_s": seconds})
         log.info("%s: %d frames in %.1f s", clip.key, n, seconds)
 
     stats = load_reference(Path(e.reference_dir), e.split, [x["key"] for x in entries], data.size, e.max_frames,
@@ -119,6 +121,12 @@ def run(params_file: Path | str | None = None, max_clips: int | None = None) -> 
         report = finish(parts[datasets[0]].merge([parts[d].portable() for d in datasets[1:]]))
     for row in rows:
         row.update({k: v for k, v in report["per_video"].get(row["clip"], {}).items() if k not in row})
+    # generation seconds describe this execution (machine, load), not the result: the run record keeps them
+    generated = {r["clip"]: (r.pop("generate_s"), r["frames"]) for r in rows}
+    seconds, video_s = sum(g for g, _ in generated.values()), sum(n / FPS for _, n in generated.values())
+    write_run(beside(out), "evaluate", {"seconds": round(time.perf_counter() - started, 3), "generate_s": round(seconds, 3),
+                                "seconds_per_generated_second": round(seconds / video_s, 3) if video_s else None,
+                                "generate_s_per_clip": {k: round(g, 3) for k, (g, _) in sorted(generated.items())}})
     rep.write_json(out / "metrics.json", rep.flat_metrics(report, loaded.tiny))
     rep.write_per_clip(out / "per_clip.parquet", rows)
     protocol = _protocol(report, res, loaded, stats is not None, world, rows)
@@ -156,8 +164,6 @@ def _protocol(report: dict, res: Any, loaded: Any, cached: bool, world: int, row
         "fid_fvd_ground_truth": "cached reference statistics" if cached else "computed from the ground-truth videos",
         "judges": report["judge_folders"], "tiny_judges": report["tiny"], "counts": report["counts"],
         "unavailable": report["unavailable"], "metrics": report["metrics"], "details": report["details"],
-        "seconds_per_generated_second": (sum(r["generate_s"] for r in rows) / max(1e-9, sum(r["frames"] / 25 for r in rows)))
-        if rows else None,
     }
 
 

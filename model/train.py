@@ -192,12 +192,14 @@ def train(stage: str, params_file: Path | str | None = None, max_steps: int | No
             log.info("resumed from %s (step %d)", resume_from, start)
     record = {"stage": stage, "tiny": tiny, "train": params_mod.as_dict(t), "model": params_mod.as_dict(model_params),
               "data": params_mod.as_dict(data_params), "weights": params_mod.as_dict(weights), "sd_folder": str(sd_folder),
-              "tiny_overrides": res.tiny_overrides, "aux": aux_status, "resumed_from": str(resume_from) if resume_from else None,
-              **guards.environment(device, world)}
+              "tiny_overrides": res.tiny_overrides, "aux": aux_status, **guards.environment(device, world)}
     if main:
         guards.write_run(root, record)
+    # which commit ran and whether it resumed describe this execution, not the checkpoint it writes
+    run_info = {"git": guards.git_commit(), "resumed_from": str(resume_from) if resume_from else None, "checkpoints": str(root)}
     runlog = RunLog(Path(t.log_dir) / stage, main, resume_from is not None, start, end, t.log_every,
-                    {"stage": stage, "tiny": tiny, "world_size": world, "batch_size": t.batch_size, "grad_accum": t.grad_accum})
+                    {"stage": stage, "tiny": tiny, "world_size": world, "batch_size": t.batch_size, "grad_accum": t.grad_accum},
+                    run_info=run_info)
     runlog.summary("tiny", tiny)
     for name, status in aux_status.items():
         runlog.summary(f"aux/{name}_on", int(status == "on"))

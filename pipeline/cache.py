@@ -49,6 +49,27 @@ class CacheParams:
     dir: str = ".cache"  # point it at shared storage to reuse results across a team
     min_free_mb: float = 200.0  # a stage stops before any compute when the cache folder has less free space
 
+    def root(self, project: Path | str) -> Path:
+        """The cache folder: ``dir`` itself when absolute, else relative to the project's workspace.
+
+        ``dvc exp run --temp`` and queued experiments run in a copy of the repository inside the
+        workspace's own ``.dvc/tmp/exps/<name>/`` (DVC points that copy at the workspace's DVC cache
+        the same way); a relative ``dir`` resolves against the workspace there too, so an experiment
+        that changes one threshold reuses every cached step instead of recomputing all of them.
+        """
+        folder = Path(self.dir).expanduser()
+        return folder if folder.is_absolute() else dvc_workspace(Path(project)) / folder
+
+
+def dvc_workspace(project: Path) -> Path:
+    """The workspace a DVC temporary experiment copy was made from, or ``project`` itself."""
+    here = project.resolve()
+    if len(here.parents) >= 4 and [here.parents[i].name for i in range(3)] == ["exps", "tmp", ".dvc"]:
+        origin = here.parents[3]
+        if (origin / ".dvc" / "config").is_file():
+            return origin
+    return project
+
 
 class Cache:
     """The per-step result store. Safe for concurrent writers of the same key (first one wins)."""

@@ -49,7 +49,8 @@ from core.shards import (
 from pipeline import features as features_mod
 from pipeline.cache import Cache, CacheParams
 from pipeline.runner import Runner, RunnerParams
-from pipeline.stats import StageStats, check_error_share, metrics, write_json, write_metrics
+from core.runs import runs_dir, write_run
+from pipeline.stats import StageStats, both, check_error_share, metrics, write_json, write_metrics
 
 log = logging.getLogger("pipeline.extract")
 
@@ -116,8 +117,8 @@ def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None =
     if local is not None:
         rparams = dataclasses.replace(rparams, local=local)
     cache_params, shard_params = params.load(CacheParams, "cache", where, data), params.load(ShardParams, "shards", where, data)
-    check_writable(root / cache_params.dir, cache_params.min_free_mb, "cache.dir")  # before any compute, not after it
-    cache = Cache(root / cache_params.dir)
+    check_writable(cache_params.root(root), cache_params.min_free_mb, "cache.dir")  # before any compute, not after it
+    cache = Cache(cache_params.root(root))
     layout = ShardLayout.from_params(shard_params, root)
     check_writable(layout.features_root, shard_params.min_free_mb, "shards.root")
     if not fparams.enabled:
@@ -153,6 +154,7 @@ def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None =
                                              meta={need: o.meta.get(need, {})})
             clips = [merged.get(c.key, c) for c in clips]
         outcome = runner.map(extractor, [c for c in clips if c.key not in needed])
+        runner_mode = runner.mode
     stats.add(outcome)
     if needed:  # clips a needed feature dropped: rejected here too, with its reason
         results = dict(zip((c.key for c in outcome.inputs), outcome.results))
@@ -181,17 +183,19 @@ def run(feature: str, dataset: str, root: Path = Path("."), local: bool | None =
 
     write_sidecars(layout.feature(feature, dataset), layout.clips(dataset), samples, rows, rejects,
                    members=tuple(declared.values()), feature=feature)
-    report = stats.to_json(kept=len(outcome.kept), seconds=time.perf_counter() - t0)
+    report = stats.to_json(kept=len(outcome.kept))
     report["tiny_weights"] = extractor.tiny
     report["needs"] = list(extractor.needs)
     write_json(root / "reports" / "extract" / f"{feature}-{dataset}.json", report)
     write_metrics(root, f"extract-{feature}-{dataset}", metrics(
         len(outcome.inputs), len(outcome.kept), report["dropped"],
         sum(c.duration or 0.0 for c, r in zip(outcome.inputs, outcome.results) if not isinstance(r, Drop)) / 3600,
-        report["seconds"], extractor.tiny))
+        extractor.tiny))
+    run_record = stats.run_record(len(outcome.kept), time.perf_counter() - t0, runner_mode)
+    write_run(runs_dir(root), f"extract-{feature}-{dataset}", run_record)
     check_error_share(f"extract@{feature}-{dataset}", rejects, len(outcome.inputs), rparams.max_error_fraction,
                       layout.feature(feature, dataset) / REJECTS)
-    return report
+    return both(report, run_record)
 
 
 def _checked(declared: dict[str, Member], feature: str, module: Any, clip: Clip, name: str, data: bytes) -> bytes:
@@ -219,9 +223,10 @@ def _disabled(feature: str, dataset: str, root: Path, layout: ShardLayout, t0: f
     write_sidecars(layout.feature(feature, dataset), clip_dir, {k: [("json", body)] for k in keys},
                    {k: {"status": "disabled"} for k in keys}, feature=feature)
     report = {"stage": "extract", "name": f"{feature}-{dataset}", "inputs": len(keys), "kept": 0, "dropped": 0,
-              "dropped_by_reason": {}, "seconds": round(time.perf_counter() - t0, 3), "disabled": True}
+              "dropped_by_reason": {}, "disabled": True}
     write_json(root / "reports" / "extract" / f"{feature}-{dataset}.json", report)
-    write_metrics(root, f"extract-{feature}-{dataset}", metrics(len(keys), 0, 0, 0.0, report["seconds"], False))
+    write_metrics(root, f"extract-{feature}-{dataset}", metrics(len(keys), 0, 0, 0.0, False))
+    write_run(runs_dir(root), f"extract-{feature}-{dataset}", {"seconds": round(time.perf_counter() - t0, 3), "disabled": True})
     log.info("features.%s is disabled: wrote an empty sidecar for %s", feature, dataset)
     return report
 

@@ -32,7 +32,8 @@ from core.clip import Clip, range_tag, slug
 from pipeline.runner import Runner, RunnerParams
 from core.shards import REJECTS, ShardLayout, Reject, ShardParams, write_clip_shards
 from pipeline.plots import write_ingest_plots
-from pipeline.stats import StageStats, check_error_share, metrics, write_json, write_metrics
+from core.runs import runs_dir, write_run
+from pipeline.stats import StageStats, both, check_error_share, metrics, write_json, write_metrics
 from pipeline.steps import Step
 from pipeline.steps.audio import AudioParams, DecodeAudio
 from pipeline.steps.encode import Encode, EncodeParams
@@ -101,8 +102,8 @@ def run(name: str, root: Path = Path("."), local: bool | None = None, params_fil
     if local is not None:
         runner_params = dataclasses.replace(runner_params, local=local)
     cache_params = params.load(CacheParams, "cache", where, data)
-    check_writable(root / cache_params.dir, cache_params.min_free_mb, "cache.dir")  # before any compute, not after it
-    cache = Cache(root / cache_params.dir)
+    check_writable(cache_params.root(root), cache_params.min_free_mb, "cache.dir")  # before any compute, not after it
+    cache = Cache(cache_params.root(root))
     cache.clean_tmp()
     shard_params = params.load(ShardParams, "shards", where, data)
 
@@ -125,20 +126,22 @@ def run(name: str, root: Path = Path("."), local: bool | None = None, params_fil
                 is_clip = clip.duration is not None
                 rejects.append(Reject(name, clip.source_rel, clip.key if is_clip else "", step.name, drop.reason, drop.message))
             items = outcome.kept
-        stats.extra["runner"] = runner.mode
+        runner_mode = runner.mode
 
     clips = [c.evolve(meta={"source": source_meta.get((c.source_rel, _range_of(c)), {})}) for c in items]
     write_clip_shards(layout.clips(name), clips, rejects, shard_params)
     seconds = time.perf_counter() - t0
-    report = stats.to_json(kept=len(clips), seconds=seconds)
+    report = stats.to_json(kept=len(clips))
     report["hours_kept"] = round(sum(c.duration or 0 for c in clips) / 3600, 4)
     write_json(root / "reports" / "ingest" / f"{name}.json", report)
-    write_metrics(root, f"ingest-{name}", metrics(len(sources), len(clips), report["dropped"], report["hours_kept"], seconds, False))
+    write_metrics(root, f"ingest-{name}", metrics(len(sources), len(clips), report["dropped"], report["hours_kept"], False))
+    run_record = stats.run_record(len(clips), seconds, runner_mode)
+    write_run(runs_dir(root), f"ingest-{name}", run_record)
     write_ingest_plots(root / "reports" / "plots" / "ingest" / name, [c.duration or 0.0 for c in clips], report["dropped_by_reason"])
     log.info("ingest %s: %d clips kept, %d rejects, %.1fs", name, len(clips), len(rejects), seconds)
     check_error_share(f"ingest@{name}", rejects, len(clips) + len(rejects), runner_params.max_error_fraction,
                       layout.clips(name) / REJECTS)
-    return report
+    return both(report, run_record)
 
 
 def _range_of(clip: Clip) -> tuple[float, float] | None:

@@ -109,7 +109,7 @@ def extraction_params(data: dict[str, Any], root: Path, out: Path, caption: str 
     weights = data.get("weights") or {}
     eff["weights"] = {**weights, "dir": str((root / weights.get("dir", WeightsParams.dir)).resolve())}
     cache = data.get("cache") or {}
-    eff["cache"] = {**cache, "dir": str((root / cache.get("dir", CacheParams.dir)).resolve())}
+    eff["cache"] = {**cache, "dir": str(params.from_dict(CacheParams, cache, "cache").root(root).resolve())}
     eff["runner"] = {**(data.get("runner") or {}), "local": True}
     if caption is not None:
         eff["features"] = dict(data.get("features") or {})
@@ -168,7 +168,7 @@ def run(image: Path, audio: Path, out: Path, caption: str | None = None, name: s
     steps_params = params.load(IngestSteps, "steps", where, data)
     wparams = params.load(WeightsParams, "weights", where, data)
     shard_params = params.load(ShardParams, "shards", where, data)
-    cache = Cache(root / params.load(CacheParams, "cache", where, data).dir)
+    cache = Cache(params.load(CacheParams, "cache", where, data).root(root))
     fps, rate = steps_params.encode.fps, steps_params.audio.sample_rate
 
     pixels = read_image(image)

@@ -157,7 +157,8 @@ def render(summaries: list[dict[str, Any]], metrics: dict[str, Any], tiny: list[
         md += ["", f"## {s['name']}", ""]
         m = metrics.get(s["name"])
         if m:
-            md.append(f"ingest: {m.get('kept')} kept, {m.get('dropped')} dropped in {m.get('seconds')} s ({m.get('runner')})")
+            steps = ", ".join(f"{k} {v.get('in')} -> {v.get('out')}" for k, v in (m.get("steps") or {}).items())
+            md.append(f"ingest: {m.get('kept')} kept, {m.get('dropped')} dropped ({steps or 'no steps'})")
             md.append("")
         if s["rejects"]:
             md += ["| source | clip | step | reason | message |", "|---|---|---|---|---|"]

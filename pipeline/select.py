@@ -59,6 +59,7 @@ from pipeline import datasets as datasets_mod
 from core import cli, params
 from core.shards import MANIFEST, SPLITS, AtomicDir, ShardLayout, ShardParams, iter_samples, read_manifest
 from pipeline.plots import collect_scores, write_select_plots
+from core.runs import runs_dir, write_run
 from pipeline.stats import metrics, write_json, write_metrics
 from pipeline.steps.face_filter import FACE_TOO_SMALL, MULTI_FACE, NO_FACE, PROFILE, FaceFilterParams
 
@@ -292,10 +293,11 @@ def run(root: Path = Path("."), params_file: Path | None = None) -> dict[str, An
 
     report = summary(rows, p, checked, face)
     report["tiny_scores_ignored"] = sorted(ignored_tiny)
-    report["seconds"] = round(time.perf_counter() - t0, 3)
     write_json(root / "reports" / "select" / "select.json", report)
     write_metrics(root, "select", metrics(len(rows), report["kept"], report["dropped"],
-                                          sum(s["hours"] for s in report["splits"].values()), report["seconds"], bool(ignored_tiny)))
+                                          sum(s["hours"] for s in report["splits"].values()), bool(ignored_tiny)))
+    seconds = time.perf_counter() - t0
+    write_run(runs_dir(root), "select", {"seconds": round(seconds, 3), "clips_per_s": round(report["kept"] / seconds, 3) if seconds > 0 else None})
     write_select_plots(root / "reports" / "plots" / "select", report, scores)
     return report
 

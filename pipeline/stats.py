@@ -1,10 +1,13 @@
-"""Per-stage metrics and details (DESIGN 3.6).
+"""Per-stage metrics, details and run records (DESIGN 3.6).
 
 ``reports/metrics/<stage>[-<name>].json`` holds the same few numbers for every stage
-(:data:`METRIC_KEYS`: sources, kept, dropped, hours, clips_per_s, tiny as 0/1): they are the DVC
-metrics, so ``dvc metrics show`` stays one narrow table and ``dvc metrics diff`` compares runs.
-Per-step counts, drop reasons and timings go to the details file ``reports/<stage>/<name>.json``
-(read by the report and by people).
+(:data:`METRIC_KEYS`: sources, kept, dropped, hours, tiny as 0/1): they are the DVC metrics, so
+``dvc metrics show`` stays one narrow table and ``dvc metrics diff`` compares runs. Per-step counts
+and drop reasons go to the details file ``reports/<stage>/<name>.json`` (read by the report and by
+people). Both are DVC outputs and depend only on the data and the params: timings, throughput
+(clips per second), cache hits and worker start-up describe one execution, not its result, and go
+to the run record ``reports/runs/<stage>.json`` (:mod:`core.runs`), so ``dvc.lock`` is the same
+whoever runs the pipeline, with a warm cache or a cold one.
 """
 
 from __future__ import annotations
@@ -33,36 +36,53 @@ class StageStats:
     dropped: Counter = field(default_factory=Counter)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    run_steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+
     def add(self, outcome: "StepOutcome") -> None:
-        self.steps[outcome.step] = {
-            "in": len(outcome.inputs), "out": len(outcome.kept), "dropped": len(outcome.drops),
+        self.steps[outcome.step] = {"in": len(outcome.inputs), "out": len(outcome.kept), "dropped": len(outcome.drops)}
+        self.run_steps[outcome.step] = {
             "cached": outcome.hits, "computed": outcome.misses, "seconds": round(outcome.seconds, 3),
             "worker_crashes": outcome.crashes, "retries": outcome.retries,
             "startup_s": round(outcome.startup_s, 3),  # worker spawn, imports, model set-up charged to this step
         }
-        self.extra["worker_crashes"] = self.extra.get("worker_crashes", 0) + outcome.crashes
-        self.extra["retries"] = self.extra.get("retries", 0) + outcome.retries
         self.dropped.update(outcome.reasons)
 
-    def to_json(self, kept: int, seconds: float) -> dict[str, Any]:
+    def to_json(self, kept: int) -> dict[str, Any]:
+        """The details file: what the stage did to the data (the same on every machine)."""
         return {
             "stage": self.stage, "name": self.name, "inputs": self.inputs, "kept": kept,
             "dropped": sum(self.dropped.values()),
             "dropped_by_reason": dict(sorted(self.dropped.items())),
-            "seconds": round(seconds, 3),
-            "clips_per_s": round(kept / seconds, 3) if seconds > 0 else None,
             "steps": self.steps, **self.extra,
         }
 
+    def run_record(self, kept: int, seconds: float, runner: str | None = None) -> dict[str, Any]:
+        """The run record: how this execution went (:mod:`core.runs`)."""
+        steps = self.run_steps.values()
+        return {
+            "seconds": round(seconds, 3), "clips_per_s": round(kept / seconds, 3) if seconds > 0 else None,
+            "computed": sum(s["computed"] for s in steps), "cached": sum(s["cached"] for s in steps),
+            "startup_s": round(sum(s["startup_s"] for s in steps), 3),
+            "worker_crashes": sum(s["worker_crashes"] for s in steps), "retries": sum(s["retries"] for s in steps),
+            **({"runner": runner} if runner else {}), "steps": self.run_steps,
+        }
+
+
+def both(details: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """What ``ingest.run`` and ``extract.run`` return: the details and the run record in one mapping
+    (each step's counts beside its cache hits and seconds), for callers and tests."""
+    steps = {k: {**v, **run.get("steps", {}).get(k, {})} for k, v in details.get("steps", {}).items()}
+    return {**details, **run, "steps": steps}
+
 
 #: the keys of every stage's metrics file, in this order
-METRIC_KEYS = ("sources", "kept", "dropped", "hours", "clips_per_s", "tiny")
+METRIC_KEYS = ("sources", "kept", "dropped", "hours", "tiny")
 
 
-def metrics(sources: int, kept: int, dropped: int, hours: float, seconds: float, tiny: bool) -> dict[str, Any]:
-    """A stage's DVC metrics: counts, kept hours, kept clips per wall-clock second, tiny weights 0/1."""
+def metrics(sources: int, kept: int, dropped: int, hours: float, tiny: bool) -> dict[str, Any]:
+    """A stage's DVC metrics: counts, kept hours, tiny weights 0/1 (throughput is in the run record)."""
     values = {"sources": int(sources), "kept": int(kept), "dropped": int(dropped), "hours": round(float(hours), 4),
-              "clips_per_s": round(kept / seconds, 3) if seconds > 0 else 0.0, "tiny": int(bool(tiny))}
+              "tiny": int(bool(tiny))}
     assert tuple(values) == METRIC_KEYS
     return values
 

@@ -23,6 +23,20 @@ def sh(cmd: list[str], cwd: Path, env: dict) -> str:
     return proc.stdout + proc.stderr
 
 
+def lock_differences(committed: str, produced: str) -> list[str]:
+    """``stage: path`` of every dep or output whose hash (or value) differs between two dvc.lock texts."""
+    import yaml
+
+    def entries(text: str) -> dict[str, str]:
+        stages = (yaml.safe_load(text) or {}).get("stages", {})
+        return {f"{name}: {kind} {item.get('path')}": str({k: v for k, v in item.items() if k in ("md5", "hash", "size", "nfiles")})
+                for name, stage in stages.items() for kind in ("deps", "outs") for item in stage.get(kind, [])} | {
+                f"{name}: params": str(stage.get("params")) for name, stage in stages.items()}
+
+    a, b = entries(committed), entries(produced)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # the whole pipeline, training and evaluation included: ~10 min on a busy 2-core machine
 def test_dvc_repro_on_the_sample(tmp_path):
@@ -33,7 +47,7 @@ def test_dvc_repro_on_the_sample(tmp_path):
         if src.is_file():
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, work / rel)
-    (work / "dvc.lock").unlink(missing_ok=True)  # a fresh clone before its first run
+    committed_lock = (work / "dvc.lock").read_text() if (work / "dvc.lock").is_file() else None
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
     env.pop("SYNCHRORAMA_PARAMS", None)
     sh(["git", "init", "-q"], work, env)
@@ -43,6 +57,12 @@ def test_dvc_repro_on_the_sample(tmp_path):
 
     out = sh(["dvc", "repro"], work, env)
     assert "Running stage 'ingest@sample'" in out
+    # a fresh clone (cold per-clip cache, no outputs) reproduces the committed dvc.lock: no output holds a
+    # timing, a path or anything else that differs between machines or runs (those are in reports/runs/)
+    assert committed_lock is not None and not lock_differences(committed_lock, (work / "dvc.lock").read_text()), (
+        f"dvc.lock differs from the committed one: {lock_differences(committed_lock, (work / 'dvc.lock').read_text())}; "
+        "if the code changed on purpose, run `dvc repro` and commit dvc.lock; else an output is not deterministic")
+    assert json.loads((work / "reports" / "runs" / "ingest-sample.json").read_text())["cached"] == 0  # it was cold
 
     shards = work / "shards" / "clips" / "sample"
     manifest = read_manifest(shards).to_pylist()
@@ -56,7 +76,9 @@ def test_dvc_repro_on_the_sample(tmp_path):
     assert len([r for r in manifest if r["source"] == "long_26s.mp4"]) == 2
     assert all(3.0 <= r["duration"] <= 20.0 and r["fps"] == 25 and r["sample_rate"] == 16000 for r in manifest)
     metrics = json.loads((work / "reports" / "ingest" / "sample.json").read_text())
-    assert metrics["kept"] == len(manifest) == 9 and metrics["runner"] == "processes"  # no cluster address: local workers
+    assert metrics["kept"] == len(manifest) == 9
+    run = json.loads((work / "reports" / "runs" / "ingest-sample.json").read_text())
+    assert run["runner"] == "processes" and run["computed"] > 0  # no cluster address: local workers
     assert "unreadable" in (work / "reports" / "data.md").read_text()
     assert "multi_face" in (work / "reports" / "data.md").read_text() and "profile" in (work / "reports" / "data.md").read_text()
 

@@ -121,7 +121,7 @@ def environment(device: torch.device, world_size: int) -> dict[str, Any]:
            "torch_threads": torch.get_num_threads()}
     if device.type == "cuda":
         dev["name"] = torch.cuda.get_device_name(device)
-    return {"git": git_commit(), "packages": versions, "python": platform.python_version(), "device": dev}
+    return {"packages": versions, "python": platform.python_version(), "device": dev}
 
 
 def write_run(folder: Path, record: dict[str, Any]) -> None:

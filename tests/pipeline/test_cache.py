@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,21 @@ def test_clean_tmp_removes_only_old_work_folders(tmp_path):
     os.utime(old, (0, 0))
     cache.clean_tmp()
     assert not old.exists() and new.exists()
+
+
+def test_relative_cache_dir_of_a_dvc_temp_experiment_is_the_workspaces(tmp_path):
+    """`dvc exp run --temp` runs in <workspace>/.dvc/tmp/exps/<name>/: its steps must hit the workspace's cache."""
+    from pipeline.cache import CacheParams
+
+    workspace = tmp_path / "repo"
+    (workspace / ".dvc").mkdir(parents=True)
+    (workspace / ".dvc" / "config").write_text("[core]\n")
+    temp = workspace / ".dvc" / "tmp" / "exps" / "tmpab12cd"
+    temp.mkdir(parents=True)
+    assert CacheParams().root(temp) == workspace / ".cache"
+    assert CacheParams().root(workspace) == workspace / ".cache"
+    assert CacheParams(dir="/srv/team-cache").root(temp) == Path("/srv/team-cache")
+    # the same folder names without a DVC workspace above them are an ordinary project
+    lookalike = tmp_path / "x" / ".dvc" / "tmp" / "exps" / "y"
+    lookalike.mkdir(parents=True)
+    assert CacheParams().root(lookalike) == lookalike / ".cache"

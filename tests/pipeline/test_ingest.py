@@ -86,13 +86,15 @@ def test_every_source_ends_as_clips_or_a_reason_coded_reject(first):
     assert all(3.0 <= m["duration"] <= 20.0 and m["fps"] == 25 and m["sample_rate"] == 16000 for m in manifest)
     assert {m["speaker"] for m in manifest} == {"alice", "bob"}
     assert report["kept"] == 5 and report["dropped_by_reason"] == {"no_audio": 1, "no_video": 1, "too_short": 1, "unreadable": 1}
-    saved = json.loads((root / "reports" / "ingest" / "toy.json").read_text())  # details
-    assert saved["kept"] == 5 and saved["steps"]["encode"]["computed"] == 5
-    metrics = json.loads((root / "reports" / "metrics" / "ingest-toy.json").read_text())  # the DVC metrics: six numbers
+    saved = json.loads((root / "reports" / "ingest" / "toy.json").read_text())  # details: what happened to the data
+    assert saved["kept"] == 5 and saved["steps"]["encode"] == {"in": 5, "out": 5, "dropped": 0}
+    run = json.loads((root / "reports" / "runs" / "ingest-toy.json").read_text())  # how this execution went
+    assert run["steps"]["encode"]["computed"] == 5 and run["clips_per_s"] > 0 and run["seconds"] > 0
+    metrics = json.loads((root / "reports" / "metrics" / "ingest-toy.json").read_text())  # the DVC metrics: five numbers
     hours = sum(m["duration"] for m in manifest) / 3600
-    assert list(metrics) == ["sources", "kept", "dropped", "hours", "clips_per_s", "tiny"]
+    assert list(metrics) == ["sources", "kept", "dropped", "hours", "tiny"]
     assert (metrics["sources"], metrics["kept"], metrics["dropped"], metrics["tiny"]) == (8, 5, 4, 0)
-    assert metrics["hours"] == pytest.approx(hours, abs=1e-4) and metrics["clips_per_s"] > 0
+    assert metrics["hours"] == pytest.approx(hours, abs=1e-4)
     plots = root / "reports" / "plots" / "ingest" / "toy"
     durations = [line.split(",") for line in (plots / "durations.csv").read_text().splitlines()[1:]]
     assert sum(int(n) for _, n in durations) == 5 and [float(s) for s, _ in durations] == sorted(float(s) for s, _ in durations)

@@ -34,6 +34,9 @@ def test_outputs(evaluated):
     assert all(isinstance(v, (int, float)) for v in metrics.values())
     rows = pq.read_table(out / "per_clip.parquet").to_pylist()
     assert len(rows) == TEST_CLIPS and all(r["frames"] == 16 and r["windows"] == 4 and r["psnr"] > 0 for r in rows)
+    assert not any("generate_s" in r for r in rows)  # timings: the run record's (same output bytes on every machine)
+    run = json.loads((root / "runs" / "evaluate.json").read_text())
+    assert sorted(run["generate_s_per_clip"]) == sorted(r["clip"] for r in rows) and run["seconds_per_generated_second"] > 0
     protocol = json.loads((out / "protocol.json").read_text())
     assert protocol["fid_fvd_ground_truth"] == "cached reference statistics" and protocol["tiny"] is True
     assert protocol["generation"]["sampler"].startswith("DDIM, 2 steps") and protocol["measurement"]["ssim"]

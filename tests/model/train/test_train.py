@@ -55,7 +55,10 @@ def test_checkpoints_hold_every_trained_component_and_the_train_state(runs):
         rank = torch.load(step / "rank-0.pt", weights_only=False)
         assert {"python", "numpy", "torch"} <= set(rank["rng"]) and "positions" in rank["data"]["loader"]
         run = json.loads((step / "run.json").read_text())
-        assert run["tiny"] is True and run["stage"] == stage and run["git"]["commit"] and run["packages"]["torch"]
+        assert run["tiny"] is True and run["stage"] == stage and run["packages"]["torch"]
+        assert "git" not in run and "resumed_from" not in run  # the execution's, in the run record (same bytes on every clone)
+        record = json.loads((runs[0] / "runs" / f"train-{stage}.json").read_text())
+        assert record["git"]["commit"] and record["resumed_from"] is None and record["steps_run"] == 2
         assert run["device"]["type"] == "cpu" and run["train"]["batch_size"] == 2
     scheduler = json.loads((out / "stage2" / "step-2" / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler["prediction_type"] == "epsilon" and scheduler["beta_schedule"] == "scaled_linear"
@@ -91,9 +94,14 @@ def test_metrics_plots_and_validation_are_logged(runs):
     assert metrics["tiny"] is True and metrics["step"] == 2
     for key in ("total", "diffusion"):
         assert key in metrics["loss"]
+    assert metrics["lr"] > 0 and metrics["grad_norm"] > 0
+    assert not {"time", "samples_per_s", "memory"} & set(metrics)  # speed is the run record's, not the DVC output's
+    speed = json.loads((runs[0] / "runs" / "train-stage2" / "metrics.json").read_text())
     for key in ("data", "forward", "backward", "optimizer", "total"):
-        assert metrics["time"][key] >= 0
-    assert metrics["lr"] > 0 and metrics["grad_norm"] > 0 and metrics["samples_per_s"] > 0 and metrics["memory"]["peak_gib"] > 0
+        assert speed["time"][key] >= 0
+    assert speed["samples_per_s"] > 0 and speed["memory"]["peak_gib"] > 0 and speed["step"] == 2
+    means = json.loads((runs[0] / "runs" / "train-stage2.json").read_text())["step_means"]
+    assert means["time/total"] > 0 and means["samples_per_s"] > 0
     assert all(metrics[f"aux/{n}_on"] == 0 for n in ("sync", "emo", "au", "attr_action"))
     assert runs[2]["stage2"].aux["emo"] == "off: the batch has no 'face_va' (add the feature that fills it to data.stage2_features)"
     run = json.loads((runs[0] / "checkpoints" / "stage2" / "run.json").read_text())

@@ -55,4 +55,4 @@ def test_startup_seconds_are_charged_to_the_step_once_per_worker(env, local):
 
     stats = StageStats("extract", "x")
     stats.add(first)
-    assert stats.steps["slow_setup"]["startup_s"] == round(first.startup_s, 3)
+    assert stats.run_steps["slow_setup"]["startup_s"] == round(first.startup_s, 3)
