@@ -14,7 +14,8 @@ comes from the cached reference statistics (:mod:`model.evaluation.reference`) w
 Outputs in ``evaluate.out_dir`` (``reports/eval``): ``metrics.json`` (flat numbers: DVC metrics),
 ``per_clip.parquet``, ``protocol.json`` (every choice of generation and measurement, the judges'
 folders, the counts, the unavailable metrics with reasons, the tiny overrides), ``table.md`` (Table 1's
-shape with the paper's rows), ``index.html`` and ``videos/``.
+shape with the paper's rows), ``index.html`` (with each training stage's curves from ``evaluate.train_dir``:
+:mod:`model.evaluation.curves`) and ``videos/``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from core.runs import beside, write_run
 from core.shards import ShardParams
 from model.data.clips import ClipFrames, iter_clips, split_entries
 from model.evaluation import report as rep
+from model.evaluation.curves import curves_html
 from model.evaluation.params import resolve
 from model.evaluation.reference import load_reference
 from model.evaluation.targets import clip_frames, write_target
@@ -140,7 +142,7 @@ def run(params_file: Path | str | None = None, max_clips: int | None = None) -> 
         name = row["clip"]
         both = side_by_side(decode(videos / f"{name}.mp4", data.size), decode(targets / f"{name}.mp4", data.size))
         shown.append((name, write_video(videos / f"{name}.side_by_side.mp4", both, fps=FPS, audio=targets / f"{name}.mp4")))
-    (out / "index.html").write_text(rep.index_html(table, shown, loaded.tiny))
+    (out / "index.html").write_text(rep.index_html(table, shown, loaded.tiny, curves_html(Path(e.train_dir))))
     shutil.rmtree(work, ignore_errors=True)
     accelerator.wait_for_everyone()
     print(metrics_cli.format_table(report))

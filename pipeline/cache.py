@@ -62,12 +62,17 @@ class CacheParams:
 
 
 def dvc_workspace(project: Path) -> Path:
-    """The workspace a DVC temporary experiment copy was made from, or ``project`` itself."""
-    here = project.resolve()
-    if len(here.parents) >= 4 and [here.parents[i].name for i in range(3)] == ["exps", "tmp", ".dvc"]:
-        origin = here.parents[3]
-        if (origin / ".dvc" / "config").is_file():
-            return origin
+    """The workspace a DVC temporary experiment copy was made from, or ``project`` itself.
+
+    DVC 3 makes the copy under ``<workspace>/.dvc/tmp/exps/`` (``standalone/tmpXXXX`` for
+    ``--temp``, other folders for queued runs): the nearest ``.dvc/tmp/exps`` above ``project``
+    that belongs to a DVC workspace names it."""
+    parts = project.resolve().parts
+    for i in range(len(parts) - 3, 0, -1):
+        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+            origin = Path(*parts[:i])
+            if (origin / ".dvc" / "config").is_file():
+                return origin
     return project
 
 

@@ -146,7 +146,9 @@ def _tiny_models(root: Path) -> list[str]:
 
 def render(summaries: list[dict[str, Any]], metrics: dict[str, Any], tiny: list[str], rp: ReportParams) -> tuple[str, str]:
     """(markdown, html) of the data report."""
-    md = ["# SynchroRaMa data report", ""]
+    md = ["# SynchroRaMa data report", "",
+          ("Evaluation report: [eval/index.html](eval/index.html) (paper Table 1, generated videos, training curves; "
+           "stage `evaluate`)."), ""]
     if tiny:
         md += [f"> **Tiny stand-in weights** ({', '.join(tiny)}): model outputs on this page prove the machinery, not quality.", ""]
     md += ["| dataset | sources | clips | hours | speakers | dropped (by reason) |", "|---|---|---|---|---|---|"]
@@ -177,7 +179,11 @@ def render(summaries: list[dict[str, Any]], metrics: dict[str, Any], tiny: list[
          "figure{display:inline-block;margin:6px;vertical-align:top}figcaption{font-size:12px;max-width:256px;word-break:break-all}code{font-size:13px}"
          "figure.rejected img{outline:3px solid #d62728}.noframe{width:192px;height:108px;background:#eee;color:#888;text-align:center;line-height:108px}"
          ".plot{display:inline-block;margin:8px 16px 8px 0;vertical-align:top}</style></head><body>",
-         "<h1>SynchroRaMa data report</h1>"]
+         "<h1>SynchroRaMa data report</h1>",
+         # a link only: the evaluation is written by the evaluate stage, after training (this page never waits for it)
+         ("<p class='eval'>The evaluation report, <a href='eval/index.html'>eval/index.html</a>, holds paper Table 1 on the "
+          "test split, generated videos beside their ground truth and the training curves (the <code>evaluate</code> stage "
+          "writes it after training).</p>")]
     if tiny:
         h.append(f"<p class='tiny'><b>Tiny stand-in weights</b> ({html.escape(', '.join(tiny))}): model outputs on this page prove the machinery, not quality.</p>")
     h.append("<table><tr><th>dataset</th><th>sources</th><th>clips</th><th>hours</th><th>speakers</th><th>dropped (by reason)</th></tr>")

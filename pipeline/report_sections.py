@@ -18,20 +18,25 @@ from typing import Any, Sequence
 
 
 def bars_svg(title: str, rows: Sequence[tuple[str, float]], unit: str = "", width: int = 520) -> str:
-    """One horizontal bar per ``(label, value)`` (values >= 0), labelled with its value."""
+    """One horizontal bar per ``(label, value)`` from a zero line (left of the bars, or inside them when some
+    value is negative), labelled with its value."""
     bar_h, label_w, top = 18, 170, 24
     height = top + bar_h * max(1, len(rows)) + 8
-    vmax = max((v for _, v in rows), default=0.0) or 1.0
+    vmin, vmax = min([0.0, *(v for _, v in rows)]), max([0.0, *(v for _, v in rows)])
+    scale = (width - label_w - 70) / ((vmax - vmin) or 1.0)
+    zero = label_w - vmin * scale
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' aria-label='{html.escape(title)}'>",
              f"<text x='0' y='15' font-size='13' font-weight='bold'>{html.escape(title)}</text>"]
     if not rows:
         parts.append(f"<text x='0' y='{top + 13}' font-size='12' fill='#666'>none</text>")
     for i, (label, value) in enumerate(rows):
         y = top + i * bar_h
-        w = max(0.0, value) / vmax * (width - label_w - 70)
+        w = abs(value) * scale
         parts.append(f"<text x='{label_w - 6}' y='{y + 13}' font-size='12' text-anchor='end'>{html.escape(str(label))[:28]}</text>"
-                     f"<rect x='{label_w}' y='{y + 3}' width='{w:.1f}' height='{bar_h - 6}' fill='#4c78a8'/>"
-                     f"<text x='{label_w + w + 4:.1f}' y='{y + 13}' font-size='11'>{value:g}{html.escape(unit)}</text>")
+                     f"<rect x='{min(zero, zero + value * scale):.1f}' y='{y + 3}' width='{w:.1f}' height='{bar_h - 6}' fill='#4c78a8'/>"
+                     f"<text x='{zero + max(0.0, value) * scale + 4:.1f}' y='{y + 13}' font-size='11'>{value:g}{html.escape(unit)}</text>")
+    if vmin < 0 and rows:
+        parts.append(f"<line x1='{zero:.1f}' x2='{zero:.1f}' y1='{top}' y2='{height - 8}' stroke='#333'/>")
     parts.append("</svg>")
     return "".join(parts)
 

@@ -29,6 +29,7 @@ class EvaluateParams:
     show: int = 3  # clips shown side by side (generated | ground truth) in index.html
     out_dir: str = "reports/eval"
     reference_dir: str = "reports/eval_reference"  # the cached ground-truth FID/FVD statistics (their own stage)
+    train_dir: str = "reports/train"  # the training stages' dvclive folders (train.common.log_dir): curves in index.html
     device: str = "auto"  # auto: cuda when available (each rank its own GPU under accelerate), else cpu
     tiny: dict[str, Any] = field(default_factory=dict)
 

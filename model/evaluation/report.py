@@ -1,6 +1,7 @@
 """The evaluation's files: ``metrics.json`` (DVC metrics: small, flat, numbers only), ``per_clip.parquet``,
 ``table.md`` (paper Table 1's shape with the paper's HDTF and MEAD rows beside ours) and ``index.html``
-(the table and a few generated videos side by side with their ground truth, embedded: it opens offline).
+(the table, a few generated videos side by side with their ground truth and the training curves, embedded:
+it opens offline).
 """
 
 from __future__ import annotations
@@ -107,17 +108,70 @@ def table_markdown(report: dict, per_dataset: dict[str, dict], label: str, tiny:
     return "\n".join(lines) + "\n"
 
 
-def index_html(table_md: str, videos: list[tuple[str, Path]], tiny: bool) -> str:
-    """A self-contained page: the table (as preformatted text) and the side-by-side videos (base64)."""
-    parts = ["<!doctype html><meta charset='utf-8'><title>Evaluation</title>",
-             "<style>body{font-family:sans-serif;margin:2em;max-width:70em}pre{background:#f6f6f6;padding:1em;"
-             "overflow-x:auto}figure{display:inline-block;margin:0 1em 1em 0}.tiny{color:#a00;font-weight:bold}</style>",
-             "<h1>Evaluation</h1>"]
+STYLE = (
+    "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}"
+    "table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 7px;font-size:14px;"
+    "text-align:right;white-space:nowrap}td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}"
+    "li.sub{margin-left:1.5em;list-style:circle}figure{margin:0 0 1.5em}"
+    "video{width:100%;max-width:640px;image-rendering:pixelated;background:#000}"
+    ".tiny{background:#fff3cd;padding:.6em;border:1px solid #e0c96b}"
+    ".curves{display:flex;flex-wrap:wrap;gap:6px 14px}.finals{font-size:13px;color:#333}"
+    ".finals span{white-space:nowrap}.tiny-mark{color:#a05a00}</style>"
+)
+
+
+def _inline(text: str) -> str:
+    """Markdown's **bold** of a table.md line, the rest escaped."""
+    return "".join(f"<b>{html.escape(part)}</b>" if i % 2 else html.escape(part) for i, part in enumerate(text.split("**")))
+
+
+def markdown_html(table_md: str) -> str:
+    """``table.md`` as HTML (its headings, pipe tables, bullet lists and paragraphs: what table_markdown writes)."""
+    out: list[str] = []
+    lines = table_md.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]
+                if not all(set(c) <= {"-", ":"} for c in cells):
+                    rows.append(cells)
+                i += 1
+            head, body = rows[0], rows[1:]
+            out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body) + "</table>")
+            continue
+        if line.startswith(("- ", "  - ")):
+            items = []
+            while i < len(lines) and lines[i].startswith(("- ", "  - ")):
+                items.append(f"<li{' class=sub' if lines[i].startswith('  ') else ''}>{_inline(lines[i].strip()[2:])}</li>")
+                i += 1
+            out.append("<ul>" + "".join(items) + "</ul>")
+            continue
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level + 1}>{_inline(line[level:].strip())}</h{level + 1}>")
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+        i += 1
+    return "\n".join(out)
+
+
+def index_html(table_md: str, videos: list[tuple[str, Path]], tiny: bool, training: str = "") -> str:
+    """A self-contained page: the table, the side-by-side videos (base64) and ``training`` (the curves'
+    HTML, :func:`model.evaluation.curves.curves_html`)."""
+    parts = ["<!doctype html><html lang='en'><meta charset='utf-8'><title>SynchroRaMa evaluation</title>", STYLE,
+             "<h1>SynchroRaMa evaluation</h1>"]
     if tiny:
-        parts.append("<p class='tiny'>Tiny stand-in weights: the numbers and videos test the code path only.</p>")
-    parts.append(f"<pre>{html.escape(table_md)}</pre><h2>Generated (left) and ground truth (right)</h2>")
+        parts.append("<p class='tiny'><b>Tiny stand-in weights</b>: the numbers, videos and curves test the code path only.</p>")
+    parts.append(markdown_html(table_md))
+    if videos:
+        parts.append("<h2>Generated (left) and ground truth (right)</h2>")
     for name, path in videos:
         data = base64.b64encode(path.read_bytes()).decode()
-        parts.append(f"<figure><video controls loop src='data:video/mp4;base64,{data}'></video>"
+        parts.append(f"<figure><video controls loop preload='auto' src='data:video/mp4;base64,{data}'></video>"
                      f"<figcaption>{html.escape(name)}</figcaption></figure>")
+    parts.append(training)
     return "\n".join(parts) + "\n"

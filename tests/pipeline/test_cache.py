@@ -83,9 +83,10 @@ def test_relative_cache_dir_of_a_dvc_temp_experiment_is_the_workspaces(tmp_path)
     workspace = tmp_path / "repo"
     (workspace / ".dvc").mkdir(parents=True)
     (workspace / ".dvc" / "config").write_text("[core]\n")
-    temp = workspace / ".dvc" / "tmp" / "exps" / "tmpab12cd"
+    temp = workspace / ".dvc" / "tmp" / "exps" / "standalone" / "tmpab12cd"  # DVC 3's --temp layout
     temp.mkdir(parents=True)
     assert CacheParams().root(temp) == workspace / ".cache"
+    assert CacheParams().root(workspace / ".dvc" / "tmp" / "exps" / "tmpq") == workspace / ".cache"
     assert CacheParams().root(workspace) == workspace / ".cache"
     assert CacheParams(dir="/srv/team-cache").root(temp) == Path("/srv/team-cache")
     # the same folder names without a DVC workspace above them are an ordinary project

@@ -27,6 +27,8 @@ def test_report_shows_counts_reasons_and_frames(tmp_path):
     assert "<svg" in page and "toy: clips by duration" in page and "toy: ingest drops by reason" in page and "http" not in page.replace(
         "http://www.w3.org/2000/svg", "")
     assert "<h2>Weights</h2>" in page and "tiny stand-in" in page
+    # a link to the evaluation report, which the evaluate stage writes later (the page does not wait for it)
+    assert "<a href='eval/index.html'>" in page and "(eval/index.html)" in md and not (tmp_path / "reports" / "eval").exists()
 
 
 def test_bars_and_splits_sections(tmp_path):
@@ -36,6 +38,10 @@ def test_bars_and_splits_sections(tmp_path):
 
     svg = report_sections.bars_svg("hours per split", [("train", 2.0), ("val", 0.5)], " h")
     assert svg.count("<rect") == 2 and "width='280.0'" in svg and "width='70.0'" in svg and "2 h" in svg  # val bar: a quarter of train's
+    # negative values: bars either side of a zero line (in the middle for -15 and 15)
+    svg = report_sections.bars_svg("offset", [("a", -15.0), ("b", 15.0)])
+    assert "<rect x='170.0' y='27' width='140.0'" in svg and "<rect x='310.0' y='45' width='140.0'" in svg
+    assert "<line x1='310.0' x2='310.0'" in svg
     (tmp_path / "select.json").write_text(json.dumps({"splits": {"train": {"clips": 3, "hours": 0.01, "speakers": 2}},
                                                       "dropped_by_reason": {"music": 1}}))
     table = report_sections.splits_html(tmp_path / "select.json")

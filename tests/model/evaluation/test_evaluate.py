@@ -48,6 +48,25 @@ def test_outputs(evaluated):
     assert not (out / ".work").exists()
 
 
+def test_page_shows_the_table_and_every_logged_training_curve(evaluated):
+    """index.html: Table 1 as an HTML table, and per training stage (tiny, 2 steps) one chart per dvclive table
+    with a dot per logged row."""
+    import re
+
+    root = evaluated[0]
+    page = (root / "eval" / "index.html").read_text()
+    assert "<th>PSNR ↑</th>" in page and "<td>SynchroRaMa (paper)</td><td>32.97</td>" in page
+    for stage in ("a2m", "stage1", "stage2"):
+        folder = root / "reports" / stage / "plots" / "metrics"
+        tables = {t.relative_to(folder).with_suffix("").as_posix(): t for t in folder.rglob("*.tsv")}
+        assert {"loss/total", "lr", "grad_norm"} <= set(tables)
+        assert f"<h3>{stage} <small class=tiny-mark>(2 steps, tiny stand-in weights)</small></h3>" in page
+        assert page.count(f"aria-label='{stage} ") == len(tables)
+        for metric, tsv in tables.items():
+            svg = re.search(f"<svg[^>]*aria-label='{stage} {metric}'>.*?</svg>", page).group(0)
+            assert svg.count("<circle") == len(tsv.read_text().splitlines()) - 1 == 2 and "<polyline" in svg
+
+
 def test_metrics_equal_the_standalone_cli_on_the_same_videos(evaluated, tmp_path):
     """The stage measures as `python -m model.metrics` measures any method: regenerate the ground-truth
     files, run the CLI's evaluate on the kept videos, compare every number (FID/FVD: cached vs computed)."""

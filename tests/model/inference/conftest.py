@@ -37,6 +37,6 @@ def trained(tmp_path_factory) -> Path:
     raw = yaml.safe_load(params.read_text())
     raw["inference"] = {"steps": 2, "checkpoints": str(root / "checkpoints")}
     raw["evaluate"] = {"metrics": "psnr,ssim,fid,fvd", "max_frames": 16, "show": 1, "out_dir": str(root / "eval"),
-                       "reference_dir": str(root / "eval_reference"), "device": "cpu"}
+                       "reference_dir": str(root / "eval_reference"), "train_dir": str(root / "reports"), "device": "cpu"}
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     return root
