@@ -165,21 +165,6 @@ def child(params_file: str, local: bool) -> None:
         meter(cls, "__call__", "call")
         if cls.setup is not Step.setup:
             meter(cls, "setup", "setup")
-    from pipeline.steps.encode import Encode
-
-    if hasattr(Encode, "_mux_audio"):  # the AAC track's own pass, also counted in encode's figure
-        mux = Encode._mux_audio
-
-        def mux_meter(self, *a, **kw):  # type: ignore[no-untyped-def]
-            c0 = _children_cpu()
-            try:
-                return mux(self, *a, **kw)
-            finally:
-                row = cpu.setdefault("encode.mux_audio", {"python_s": 0.0, "ffmpeg_s": 0.0, "setup_s": 0.0, "calls": 0})
-                row["ffmpeg_s"] += _children_cpu() - c0
-                row["calls"] += 1
-
-        Encode._mux_audio = mux_meter  # type: ignore[method-assign]
     t = time.perf_counter()
     report = ingest.run("bench", local=local, params_file=Path(params_file))
     print(json.dumps({"import_s": import_s, "run_s": time.perf_counter() - t, "steps_cpu": cpu, "per_file_cpu_s": per_file, "kept": report["kept"],

@@ -218,24 +218,36 @@ def frame_size(probe: dict[str, Any]) -> tuple[int, int]:
     return (h, w) if abs(int(probe.get("rotation", 0) or 0)) % 180 == 90 else (w, h)
 
 
+def picked_frames(frames: int, every: Sequence[int] = ()) -> list[int]:
+    """The frame indices :func:`clip_frames` yields with ``every``: each ``i < frames`` that is a multiple
+    of at least one of ``every`` (all frames when ``every`` is empty)."""
+    return [i for i in range(frames) if not every or any(i % e == 0 for e in every)]
+
+
 def clip_frames(source: Path | str, seek: float, fps: int, frames: int, size: tuple[int, int],
-                pix_fmt: str = "rgb24", what: str = "") -> Iterator[np.ndarray]:
-    """Yield exactly ``frames`` ``(h, w, 3)`` uint8 frames of a clip at constant ``fps``, scaled to ``size``.
+                pix_fmt: str = "rgb24", what: str = "", every: Sequence[int] = ()) -> Iterator[np.ndarray]:
+    """Yield ``(h, w, 3)`` uint8 frames of a clip of ``frames`` frames at constant ``fps``, scaled to ``size``.
 
     The same seek and ``fps`` filter as the encoder uses, so frame ``i`` here is frame ``i`` of the
-    clip's mp4. Pads at most a couple of frames at the end (rounding), like the encoder.
+    clip's mp4. Pads at most a couple of frames at the end (rounding), like the encoder. ``every``:
+    only the frames :func:`picked_frames` lists, in order (every frame is still decoded, but the others
+    are dropped before scaling and conversion: the same pixels for the frames kept, less work).
     """
     w, h = size
-    vf = f"fps=fps={fps}:start_time=0:round=near,tpad=stop_mode=clone:stop=2,scale={w}:{h}:flags=area,format={pix_fmt}"
+    picked = len(picked_frames(frames, every)) if every else frames
+    select = "select=" + "+".join(f"not(mod(n\\,{int(e)}))" for e in every) + "," if every else ""
+    vf = f"fps=fps={fps}:start_time=0:round=near,tpad=stop_mode=clone:stop=2,{select}scale={w}:{h}:flags=area,format={pix_fmt}"
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-filter_threads", "1", "-ss", f"{max(seek, 0.0):.6f}", "-i", str(source),
-           "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, "-frames:v", str(frames), "-f", "rawvideo", "pipe:1"]
+           "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, "-frames:v", str(picked),
+           # the frames select drops leave gaps in time that a constant-rate output would fill with copies
+           *(["-fps_mode", "passthrough"] if every else []), "-f", "rawvideo", "pipe:1"]
     nbytes = w * h * 3
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
         got = 0
         with Deadline(proc, what or str(source)) as deadline:
             try:
-                while got < frames:
+                while got < picked:
                     buf = proc.stdout.read(nbytes)  # type: ignore[union-attr]
                     if len(buf) < nbytes:
                         break
@@ -245,7 +257,7 @@ def clip_frames(source: Path | str, seek: float, fps: int, frames: int, size: tu
                 proc.stdout.close()  # type: ignore[union-attr]
                 rc = proc.wait()
         deadline.check()
-        if got < frames:
+        if got < picked:
             err.seek(0)
             detail = _tail(err.read()) if rc else "no message"
-            raise MediaError(f"ffmpeg decoded {got} of {frames} frames{' of ' + what if what else ''}: {detail}")
+            raise MediaError(f"ffmpeg decoded {got} of {picked} frames{' of ' + what if what else ''}: {detail}")

@@ -14,12 +14,15 @@ x264 settings.
 
 Audio: the clip's slice of the source's aligned, normalised 16 kHz track (see ``audio``), exactly
 ``frames * sample_rate / fps`` samples, written as 16-bit PCM wav. So audio and video of a clip
-have the same duration by construction.
+have the same duration by construction. The same samples go into the mp4 as its AAC track (a player's
+lip sync), encoded by the process that encodes the video: no second pass over the mp4, no ffprobe of
+it (the frames written are counted; the size is read from the mp4's sample description).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -56,7 +59,9 @@ class EncodeParams:
 
 class Encode(Step):
     name = "encode"
-    version = "2"  # 2: the face crop is cut in yuv420p from an ffmpeg-cropped region (no RGB round trip)
+    # 2: the face crop is cut in yuv420p from an ffmpeg-cropped region (no RGB round trip); 3: the AAC track
+    # encoded in the video's process (same video and audio packets; the mp4's compressor name is set)
+    version = "3"
     resources = Resources(cpus=1)
 
     def __init__(self, params: EncodeParams | None = None):
@@ -70,21 +75,7 @@ class Encode(Step):
         if (frames * sr) % p.fps:
             raise ValueError(f"{frames} frames at {p.fps} fps is not a whole number of samples at {sr} Hz")
 
-        # Video: seek on the container clock (ffmpeg's -ss counts from the format start time).
-        seek = float(probe["video_start"]) - float(probe.get("format_start", 0.0)) + clip.start
-        mp4 = out / "video.mp4"
-        face = clip.meta.get("face")
-        if face is not None and face.get("crop"):
-            got = self._encode_crop(clip, seek, frames, face, mp4)  # frames x264 was fed (size x size)
-            width = height = int(face["size"])
-        else:
-            self._encode_frame(clip, seek, frames, mp4)
-            stream = ffprobe(mp4)["streams"][0]
-            got, width, height = int(stream.get("nb_frames", 0)), int(stream["width"]), int(stream["height"])
-        if got != frames:
-            raise ValueError(f"{clip.source_rel}: encoded {got} frames, expected {frames} (source video ends early?)")
-
-        # Audio: the exact slice of the aligned track.
+        # Audio first: the exact slice of the aligned track, which the video's process also encodes as AAC.
         n = frames * sr // p.fps
         first = int(round((clip.start - float(am["offset_s"])) * sr))
         track = np.load(clip.files["audio_npy"], mmap_mode="r")
@@ -93,7 +84,19 @@ class Encode(Step):
         pcm[max(-first, 0) : max(-first, 0) + avail.size] = avail
         wav = out / "audio.wav"
         sf.write(wav, np.clip(pcm, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
-        self._mux_audio(clip, mp4, wav)  # the mp4 plays with its sound; the wav stays the exact samples
+
+        # Video: seek on the container clock (ffmpeg's -ss counts from the format start time).
+        seek = float(probe["video_start"]) - float(probe.get("format_start", 0.0)) + clip.start
+        mp4 = out / "video.mp4"
+        face = clip.meta.get("face")
+        if face is not None and face.get("crop"):
+            got = self._encode_crop(clip, seek, frames, face, wav, mp4)  # frames x264 was fed (size x size)
+            width = height = int(face["size"])
+        else:
+            got = self._encode_frame(clip, seek, frames, wav, mp4)
+            width, height = mp4_video_size(mp4)
+        if got != frames:
+            raise ValueError(f"{clip.source_rel}: encoded {got} frames, expected {frames} (source video ends early?)")
 
         meta = {
             "crop": "face" if face is not None and face.get("crop") else None,
@@ -106,35 +109,35 @@ class Encode(Step):
         files.update(mp4=str(mp4), wav=str(wav))
         return dataclasses.replace(clip, files=files, file_hashes=hashes, meta={**clip.meta, "encode": meta})
 
-    def _mux_audio(self, clip: Clip, mp4: Path, wav: Path) -> None:
-        """Add the wav as an AAC track to the mp4 (video stream copied, ``+faststart`` kept), in place."""
-        muxed = mp4.with_name("muxed.mp4")
-        run_ffmpeg(["-i", str(mp4), "-i", str(wav), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac",
-                    "-b:a", f"{self.params.audio_kbps}k", "-movflags", "+faststart", *BITEXACT, str(muxed)], what=clip.source_rel)
-        muxed.replace(mp4)
-
     def _x264(self) -> list[str]:
+        """x264 and the wav (the process's input 1) as the AAC track: the output options of both encodes."""
         p = self.params
         tune = ["-tune", p.tune] if p.tune else []
-        return ["-c:v", "libx264", "-preset", p.preset, *tune, "-crf", str(p.crf), "-g", str(p.gop), "-threads", str(p.threads),
-                "-x264-params", "threads=%d" % p.threads, "-movflags", "+faststart", *BITEXACT]
+        return ["-map", "1:a:0", "-c:v", "libx264", "-preset", p.preset, *tune, "-crf", str(p.crf), "-g", str(p.gop),
+                "-threads", str(p.threads), "-x264-params", "threads=%d" % p.threads,
+                "-c:a", "aac", "-b:a", f"{p.audio_kbps}k", "-movflags", "+faststart", *BITEXACT]
 
-    def _encode_frame(self, clip: Clip, seek: float, frames: int, mp4: Path) -> None:
-        """The whole frame (no face step): one ffmpeg process decodes, resamples and encodes."""
+    def _encode_frame(self, clip: Clip, seek: float, frames: int, wav: Path, mp4: Path) -> int:
+        """The whole frame (no face step): one ffmpeg process decodes, resamples and encodes; returns the
+        number of frames encoded."""
         p = self.params
-        vf = [f"fps=fps={p.fps}:start_time=0:round=near", "tpad=stop_mode=clone:stop=2"]
+        # trim, not -frames:v: an output's frame limit ends the AAC track with the video's last packet, short
+        # of the clip's end (same video packets either way)
+        vf = [f"fps=fps={p.fps}:start_time=0:round=near", "tpad=stop_mode=clone:stop=2", f"trim=end_frame={frames}"]
         if p.max_side:
             vf.append(f"scale='if(gte(iw,ih),min({p.max_side},iw),-2)':'if(gte(iw,ih),-2,min({p.max_side},ih))'")
         vf += ["scale=trunc(iw/2)*2:trunc(ih/2)*2", "setsar=1", "format=yuv420p"]
-        run_ffmpeg(
+        progress = run_ffmpeg(
             # Decoder and filters on one thread too: the step declares one CPU, and with N workers on N
             # cores, each ffmpeg's default thread pools would oversubscribe them (same pixels either way).
-            ["-threads", str(p.threads), "-filter_threads", "1", "-ss", f"{max(seek, 0.0):.6f}", "-i", clip.source,
-             "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", ",".join(vf), "-frames:v", str(frames), *self._x264(), str(mp4)],
+            ["-threads", str(p.threads), "-filter_threads", "1", "-ss", f"{max(seek, 0.0):.6f}", "-i", clip.source, "-i", str(wav),
+             "-map", "0:v:0", "-sn", "-dn", "-vf", ",".join(vf), *self._x264(), "-nostats", "-progress", "pipe:1", str(mp4)],
             what=clip.source_rel,
         )
+        done = [ln for ln in progress.decode(errors="replace").splitlines() if ln.startswith("frame=")]
+        return int(done[-1].split("=", 1)[1]) if done else 0
 
-    def _encode_crop(self, clip: Clip, seek: float, frames: int, face: dict, mp4: Path) -> int:
+    def _encode_crop(self, clip: Clip, seek: float, frames: int, face: dict, wav: Path, mp4: Path) -> int:
         """The face crop: ffmpeg decodes (same seek and fps filter), cuts the clip's overall box
         (:func:`crop_region`) and hands only that region over, as yuv420p (BT.601, as before); each
         frame's box is cut from it per plane with sub-pixel accuracy (:func:`warp_yuv420`) and
@@ -154,7 +157,7 @@ class Encode(Step):
         dec = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-filter_threads", "1", "-ss", f"{max(seek, 0.0):.6f}",
                "-i", clip.source, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", ",".join(vf), "-frames:v", str(frames), "-f", "rawvideo", "pipe:1"]
         enc = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-f", "rawvideo", "-pix_fmt", "yuv420p",
-               "-s", f"{size}x{size}", "-framerate", str(p.fps), "-i", "pipe:0", "-frames:v", str(frames), *self._x264(), str(mp4)]
+               "-s", f"{size}x{size}", "-framerate", str(p.fps), "-i", "pipe:0", "-i", str(wav), "-map", "0:v:0", *self._x264(), str(mp4)]
         # Per frame: source box -> region pixels (origin x, y; scale 1 / shrink).
         local = np.column_stack([(boxes[:, 0] - x) / shrink, (boxes[:, 1] - y) / shrink, boxes[:, 2] / shrink])
         nbytes = dw * dh * 3 // 2
@@ -190,6 +193,19 @@ class Encode(Step):
                 enc_err.seek(0)
                 raise MediaError(f"ffmpeg failed encoding the face crop of {clip.source_rel}: {enc_err.read().decode(errors='replace')[-500:]}")
         return got
+
+
+def mp4_video_size(mp4: Path) -> tuple[int, int]:
+    """``(width, height)`` of the first video sample description (ISO 14496-12 VisualSampleEntry) of an
+    mp4 written with ``+faststart`` (its ``moov`` before the media), without an ffprobe process."""
+    with mp4.open("rb") as f:
+        head = f.read(1 << 16)
+    at = head.find(b"stsd")
+    entry = at + 16  # the box type, version and flags, entry count, then the entry's size
+    if at < 0 or head[entry : entry + 4] not in (b"avc1", b"avc3"):
+        stream = ffprobe(mp4)["streams"][0]
+        return int(stream["width"]), int(stream["height"])
+    return struct.unpack(">HH", head[entry + 28 : entry + 32])  # type, 6 reserved, index, 16 pre-defined/reserved
 
 
 def crop_region(boxes: np.ndarray, src_w: int, src_h: int, size: int) -> tuple[int, int, int, int, int]:

@@ -1,7 +1,8 @@
 """``face``: face track, head pose, face count and a stable square crop box for every frame of a clip.
 
 One decode of the clip's 25 fps frames (the encoder's seek and ``fps`` filter, so frame ``i`` here
-is frame ``i`` of the clip), scaled down so the longer side is at most ``analysis_side``:
+is frame ``i`` of the clip); only the frames detection or the mesh read (multiples of ``detect_every``
+or ``mesh_every``) leave ffmpeg, scaled down so the longer side is at most ``analysis_side``:
 
 * **Face count**: MediaPipe face detection (``detect_model``; bundled in mediapipe 0.10.21) on
   every ``detect_every``-th frame; a detection counts when its score is at least
@@ -48,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from core.clip import Clip
-from core.media import clip_frames, frame_size
+from core.media import clip_frames, frame_size, picked_frames
 from pipeline.face_geometry import canonical_face, crop_boxes, face_side, head_pose, interpolate_track, rigid_indices
 from pipeline.steps import Resources, Step
 
@@ -130,7 +131,10 @@ class Face(Step):
         mesh = _face_mesh(p.mesh_confidence)
         blank = np.zeros((32, 32, 3), dtype=np.uint8)
         try:
-            for i, frame in enumerate(clip_frames(clip.source, seek, self.fps, n, (aw, ah), what=clip.source_rel)):
+            # Only the frames detection or the mesh look at leave ffmpeg (3 in 5 with the defaults).
+            every = (p.detect_every, p.mesh_every)
+            frames = clip_frames(clip.source, seek, self.fps, n, (aw, ah), what=clip.source_rel, every=every)
+            for frame, i in zip(frames, picked_frames(n, every)):  # the frames first: zip runs them to their end checks
                 if i % p.detect_every == 0:
                     counts.append(self._count_faces(frame))
                 if i % p.mesh_every == 0:

@@ -32,6 +32,8 @@ def check_clip(clip):
     assert (info.samplerate, info.channels) == (16000, 1)
     assert info.frames == frames * 640  # identical durations
     assert frames == clip.meta["encode"]["frames"] and clip.duration == pytest.approx(frames / 25)
+    assert float(v[1]["duration"]) == pytest.approx(frames / 25, abs=0.07)  # the AAC track lasts the whole clip
+    assert (int(v[0]["width"]), int(v[0]["height"])) == (clip.meta["encode"]["width"], clip.meta["encode"]["height"])
     return frames
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.cache import Cache
-from core.media import ffprobe
+from core.media import clip_frames, ffprobe, picked_frames
 from pipeline.demo_data.face_rig import Look
 from pipeline.demo_data.render import Renderer, render_talking_clip
 from pipeline.face_geometry import canonical_face, head_pose
@@ -49,6 +49,18 @@ def test_pose_of_rendered_faces(canonical):
             assert abs(est - yaw) <= 3 + 0.3 * abs(yaw), (yaw, est)
             got.append(est)
     assert got[:5] == sorted(got[:5]) and got[5] < -15
+
+
+@pytest.mark.parametrize("seek", [0.0, 0.7])
+def test_picked_frames_are_the_full_decodes_frames_at_those_indices(media, seek):
+    """The face step's decode keeps only the frames detection and the mesh read: the same pixels and order."""
+    path = media("p.mp4", seconds=2.0, fps="30", size="64x48")
+    n, every = 30, (5, 2)
+    full = [f.copy() for f in clip_frames(path, seek, 25, n, (32, 24))]
+    picked = [f.copy() for f in clip_frames(path, seek, 25, n, (32, 24), every=every)]
+    assert picked_frames(n, every) == [i for i in range(n) if i % 5 == 0 or i % 2 == 0] and len(picked) == 18
+    assert all(np.array_equal(full[i], f) for i, f in zip(picked_frames(n, every), picked))
+    assert not np.array_equal(picked[1], picked[2])  # frames 2 and 4: distinct pictures, no duplicates filling gaps
 
 
 # -- the sample's generated faces ----------------------------------------------------------------
