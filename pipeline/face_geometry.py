@@ -1,6 +1,6 @@
 """Face geometry of a landmark track: head pose, track gap filling and the smoothed crop box.
 
-Pure numpy/OpenCV on MediaPipe's 478 face-mesh landmarks (only :func:`canonical_face` and
+Pure numpy/OpenCV on MediaPipe's 478 face-mesh landmarks (only :func:`compute_canonical_face` and
 :func:`rigid_indices` use mediapipe: its mesh of a bundled photo, and its landmark groups).
 
 **Pose**: yaw, pitch, roll in degrees per frame: perspective-n-point (OpenCV SQPnP) of the rigid
@@ -19,6 +19,8 @@ tests/pipeline/test_face_geometry.py and tests/pipeline/steps/test_face.py.
 from __future__ import annotations
 
 import math
+
+from pathlib import Path
 
 import numpy as np
 
@@ -135,7 +137,22 @@ def head_pose(lm: np.ndarray, canonical: np.ndarray, frame: tuple[int, int], rig
     return euler_yxz(R)
 
 
+CANONICAL_FACE = Path(__file__).with_name("canonical_face.npy")
+
+
 def canonical_face() -> np.ndarray:
+    """The canonical face ``(478, 3)`` float64 that :func:`compute_canonical_face` gives, stored in
+    ``canonical_face.npy``: computing it runs face mesh and an assignment (about 2 CPU-s in every
+    worker of the face step); the test suite checks that the stored array is what it computes
+    (``python -c "from pipeline.face_geometry import *; write_canonical_face()"`` rewrites it)."""
+    return np.load(CANONICAL_FACE)
+
+
+def write_canonical_face() -> None:
+    np.save(CANONICAL_FACE, compute_canonical_face())
+
+
+def compute_canonical_face() -> np.ndarray:
     """The canonical face: MediaPipe's mesh of scikit-image's astronaut, made left-right symmetric.
 
     The 3-D landmarks are mirrored (x -> -x), matched point to point (each landmark to the nearest

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.face_geometry import canonical_face, crop_boxes, euler_yxz, head_pose, interpolate_track, rigid_indices
+from pipeline.face_geometry import canonical_face, compute_canonical_face, crop_boxes, euler_yxz, head_pose, interpolate_track, rigid_indices
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +64,8 @@ def test_track_interpolation_and_crop_smoothing():
     assert np.abs(np.diff(box[:19, 0], 2)).max() < np.abs(np.diff(centre_raw, 2)).max() / 3  # jitter filtered out
     assert 1.9 * 150 < box[:, 2].mean() < 2.1 * 350
     assert crop_boxes(lms, np.zeros(n, bool), 25, smooth_s=0.2, size_smooth_s=1.0, margin=2.0) is None
+
+
+def test_the_stored_canonical_face_is_what_compute_gives(canonical):
+    """canonical_face.npy saves every face worker ~2 CPU-s; it must stay the computed template."""
+    np.testing.assert_allclose(canonical, compute_canonical_face(), atol=0.02)
