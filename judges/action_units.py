@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.weights import ModelSpec
+from judges import _specs as specs
 from judges import freeze, verify
 from judges._checkpoint import randomise_norms
 from judges.face_va import crop_faces, frames_to_tensor
@@ -76,19 +76,18 @@ __all__ = [
     "make_tiny",
 ]
 
-#: LibreFace's BP4D AU order (solver_inference_image.py)
-AUS = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
-CHECKPOINT = "resnet.pt"
-REVISION = "2195c54f35c5e3709de0300f26f3ca42a48e849b"
-GDRIVE_ID = "17v_vxQ09upLG3Yh0Zlx12rpblP7uoA8x"
-SOURCE = f"https://github.com/ihp-lab/LibreFace/raw/{REVISION}/AU_Detection/fm_distillation_all/BP4D/all/{CHECKPOINT}"
+AUS = specs.AUS  # LibreFace's BP4D AU order (solver_inference_image.py)
+CHECKPOINT = specs.LIBREFACE_FILE
+REVISION = specs.LIBREFACE_REVISION
+GDRIVE_ID = specs.LIBREFACE_GDRIVE_ID
+SOURCE = specs.LIBREFACE_SOURCE
 ALIGN_SIZE = 512  # the aligner's transform_size
 RESIZE = 256  # image_size
 INPUT_SIZE = 224  # crop_size
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 PAPER_CONFIG = {"stem": 64, "widths": (64, 128, 256, 512), "blocks": (2, 2, 2, 2), "hidden": 128, "num_labels": len(AUS)}
-TINY_CONFIG = {"stem": 8, "widths": (8, 16, 24, 32), "blocks": (1, 1, 1, 1), "hidden": 16, "num_labels": len(AUS)}
+TINY_CONFIG = {"stem": 4, "widths": (4, 8, 8, 16), "blocks": (1, 1, 1, 1), "hidden": 16, "num_labels": len(AUS)}
 
 
 # -- the network (torchvision resnet18 children[:-1] + LibreFace's classifier, names as published) -------
@@ -174,7 +173,7 @@ def _save(model: AUDetector, folder: Path) -> None:
 
 
 def make_tiny(folder: Path, seed: int) -> None:
-    """A seeded small AU detector (:data:`TINY_CONFIG`: widths 8-32, one block per stage, hidden 16, the 12
+    """A seeded small AU detector (:data:`TINY_CONFIG`: widths 4-16, one block per stage, hidden 16, the 12
     outputs) saved as LibreFace saves (``resnet.pt``, ``{'model': state_dict}``); the loader reads its widths
     off the shapes. Input and output conventions are the published model's."""
     torch.manual_seed(seed)
@@ -194,13 +193,7 @@ def make_paper_random(folder: Path, seed: int) -> None:
     _save(model, folder)
 
 
-SPEC = ModelSpec(
-    "libreface_au_bp4d_resnet18", files=(CHECKPOINT,), make_tiny=make_tiny,
-    # Not on the Hugging Face hub (`pipeline.weights fetch` lists it to place by hand): the repository's file at
-    # commit REVISION (also https://drive.google.com/uc?id=GDRIVE_ID, what libreface <= 0.1.x downloads).
-    url=SOURCE,
-    licence="USC-Research-License (LibreFace: education, research and non-profit use)",
-)
+SPEC = specs.ACTION_UNITS  # defined without torch (judges._specs): the action_units stage's driver lists it
 
 
 # -- crops ------------------------------------------------------------------------------------------------

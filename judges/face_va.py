@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.weights import ModelSpec
+from judges import _specs as specs
 from judges import freeze, verify
 from judges._checkpoint import randomise_norms
 
@@ -81,19 +81,19 @@ __all__ = [
     "make_tiny",
 ]
 
-#: emonet's 8-class order (README, demo.py)
-CLASSES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
+CLASSES = specs.CLASSES  # emonet's 8-class order (README, demo.py)
 IMAGE_SIZE = 256
-CHECKPOINT = "emonet_8.pth"
-REVISION = "49eef301513686d6cfd8304682d3ba7216baf398"
-SOURCE = f"https://github.com/face-analysis/emonet/raw/{REVISION}/pretrained/{CHECKPOINT}"
+CHECKPOINT = specs.EMONET_FILE
+REVISION = specs.EMONET_REVISION
+SOURCE = specs.EMONET_SOURCE
 #: the published configuration (EmoNet(n_expression=8) defaults)
 PAPER_CONFIG = {"n_expression": 8, "num_modules": 2, "hg_depth": 4, "stem": (64, 128), "features": 256, "n_landmarks": 68,
                 "emo_features": 256, "n_blocks": 4, "fc_hidden": 128}
 # two stacks (the published attention path: stack outputs, inter-stack projections), one hourglass level and
-# widths of 4-8: the 256x256 input keeps the early maps large, so widths, not depth, set the CPU cost (13 ms a frame)
-TINY_CONFIG = {"n_expression": 8, "num_modules": 2, "hg_depth": 1, "stem": (4, 8), "features": 8, "n_landmarks": 4,
-               "emo_features": 8, "n_blocks": 4, "fc_hidden": 8}
+# width 4 (the narrowest ConvBlock: 2-1-1 channels): the 256x256 input keeps the early maps large, so widths, not
+# depth, set the CPU cost (in batches of 32 on one thread: 17.7 ms a frame at widths 4-8, 10.9 at 4)
+TINY_CONFIG = {"n_expression": 8, "num_modules": 2, "hg_depth": 1, "stem": (4, 4), "features": 4, "n_landmarks": 2,
+               "emo_features": 4, "n_blocks": 4, "fc_hidden": 8}
 
 
 # -- the network (emonet/models/emonet.py, parameter names as published) --------------------------------
@@ -256,14 +256,17 @@ def _save(model: EmoNet, folder: Path) -> None:
 
 
 def make_tiny(folder: Path, seed: int) -> None:
-    """A seeded small EmoNet (:data:`TINY_CONFIG`: widths 4-8, hourglass depth 1, 4 heatmaps) saved as the
+    """A seeded small EmoNet (:data:`TINY_CONFIG`: width 4, hourglass depth 1, 2 heatmaps) saved as the
     published file is (``emonet_8.pth``, bare ``'module.'``-prefixed state dict); the loader reads its widths off
     the shapes. Input and output conventions are the published model's (256 x 256 in, 8 + 2 out)."""
     torch.manual_seed(seed)
     model = EmoNet(**TINY_CONFIG)
     with torch.no_grad():
         randomise_norms(model, torch.Generator().manual_seed(seed))
-        model.emo_fc_2[3].weight.mul_(4.0)  # spread the expression logits and VA over their ranges
+        # spread the expression logits and VA over their ranges, without the bias: the width-4 features share a
+        # large common part, so a bias would push VA past the [-1, 1] clamp (constant VA: no CCC, no emo loss)
+        model.emo_fc_2[3].weight.mul_(2.0)
+        model.emo_fc_2[3].bias.zero_()
     _save(model, folder)
 
 
@@ -277,13 +280,7 @@ def make_paper_random(folder: Path, seed: int) -> None:
     _save(model, folder)
 
 
-SPEC = ModelSpec(
-    "emonet_8", files=(CHECKPOINT,), make_tiny=make_tiny,
-    # Not on the Hugging Face hub (`pipeline.weights fetch` lists it to place by hand): the repository's
-    # pretrained/emonet_8.pth at commit REVISION; its git blob id (sha1, not sha256) is in the module docstring.
-    url=SOURCE,
-    licence="CC-BY-NC-ND-4.0",
-)
+SPEC = specs.FACE_VA  # defined without torch (judges._specs): the face_va stage's driver lists it
 
 
 # -- crops ------------------------------------------------------------------------------------------------
@@ -347,11 +344,12 @@ def crop_faces(images: torch.Tensor, boxes: torch.Tensor | np.ndarray, size: int
         scale = (bx[:, 2] / size)[:, None]
         xs = (bx[:, 0:1] + u[None] * scale - (k - 1) / 2) / k  # source pixel coordinates in the pooled frame
         ys = (bx[:, 1:2] + u[None] * scale - (k - 1) / 2) / k
-        gx = (2 * xs + 1) / ww - 1  # grid_sample, align_corners=False: pixel i is at (2i + 1) / W - 1
-        gy = (2 * ys + 1) / hh - 1
+        # grid_sample, align_corners=False: pixel i is at (2i + 1) / W - 1; rounded to the frames' dtype per axis
+        # before the (B, n, n, 2) grid is spread out (the same grid as rounding it whole, a quarter of the work)
+        gx = ((2 * xs + 1) / ww - 1).to(src.device, src.dtype)
+        gy = ((2 * ys + 1) / hh - 1).to(src.device, src.dtype)
         grid = torch.stack([gx[:, None, :].expand(-1, hi - lo, -1), gy[:, :, None].expand(-1, -1, hi - lo)], dim=-1)
-        pieces.append(F.grid_sample(src, grid.to(src.dtype).to(src.device), mode="bilinear", padding_mode="zeros",
-                                    align_corners=False))
+        pieces.append(F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
         order += idx
     out = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
     if order != list(range(b)):

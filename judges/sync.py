@@ -75,7 +75,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.weights import ModelSpec, is_tiny
+from core.weights import is_tiny
+from judges import _specs as specs
 from judges import freeze, verify
 from judges._checkpoint import load_state_strict, read_state_dict
 from judges._sync_crops import (  # noqa: F401  (the crop convention is part of this judge's interface)
@@ -119,8 +120,8 @@ __all__ = [
     "widths_from_state_dict",
 ]
 
-FILE = "syncnet_v2.model"
-URL = "http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model"
+FILE = specs.SYNC_FILE
+URL = specs.SYNC_URL
 SAMPLE_RATE = 16000
 FPS = 25
 WINDOW = 5  # video frames per window
@@ -267,11 +268,7 @@ def make_tiny_sync(folder: Path, seed: int) -> None:
     torch.save(model.state_dict(), Path(folder) / FILE)
 
 
-SPEC = ModelSpec(
-    "syncnet_v2", files=(FILE,), make_tiny=make_tiny_sync,
-    url=URL,  # not on the Hugging Face hub: what joonson/syncnet_python's download_model.sh fetches
-    licence="MIT (joonson/syncnet_python LICENSE.md)",
-)
+SPEC = specs.SYNC  # defined without torch (judges._specs): the sync stage's driver lists it
 
 
 # -- typed outputs ------------------------------------------------------------------------------------

@@ -22,14 +22,14 @@ import numpy as np
 
 from core.clip import Clip
 from core.shards import Member
-from judges import action_units
+from judges import _specs as specs
 from pipeline.features import torch_device
 from pipeline.features._frames import FrameExtractor, FrameParams
 
-WEIGHTS = (action_units.SPEC,)
+WEIGHTS = (specs.ACTION_UNITS,)  # torch-free: the stage's driver never imports torch; its workers load the judge
 #: the sidecar members this feature writes (besides the json), written to members.json by extract
 MEMBERS = (
-    Member("frames.npy", "float32", ("frames", len(action_units.AUS)), "AU probabilities per frame (AUS order)",
+    Member("frames.npy", "float32", ("frames", len(specs.AUS)), "AU probabilities per frame (AUS order)",
            sample="action_units", window="frames"),
 )
 THRESHOLD = 0.5
@@ -46,16 +46,20 @@ class Extractor(FrameExtractor):
     weights = WEIGHTS
 
     def setup(self) -> None:
+        from judges import action_units
+
         self.judge = action_units.load(Path(self.folders[action_units.SPEC.name]), torch_device(self.params.device))
 
     def judge_frames(self, frames: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarray]:
+        from judges import action_units
+
         out = self.judge.predict(frames, action_units.crop_box_from_landmarks(landmarks), batch_size=self.params.frame_batch)
         return {"probs": out.probs.float().cpu().numpy()}
 
     def summarise(self, clip: Clip, arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, float], dict[str, np.ndarray]]:
         probs = arrays["probs"].astype(np.float32)
         present = probs >= THRESHOLD
-        values = {"aus": list(action_units.AUS), "threshold": THRESHOLD,
+        values = {"aus": list(specs.AUS), "threshold": THRESHOLD,
                   "mean": [round(float(v), 6) for v in probs.mean(axis=0)],
                   "presence": [round(float(v), 6) for v in present.mean(axis=0)]}
         return values, {"active_mean": float(present.sum(axis=1).mean())}, {"frames.npy": probs}

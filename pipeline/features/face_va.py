@@ -23,15 +23,15 @@ import numpy as np
 
 from core.clip import Clip
 from core.shards import Member
-from judges import face_va
+from judges import _specs as specs
 from pipeline.features import torch_device
 from pipeline.features._frames import FrameExtractor, FrameParams
 
-WEIGHTS = (face_va.SPEC,)
+WEIGHTS = (specs.FACE_VA,)  # torch-free: the stage's driver never imports torch; its workers load the judge
 #: the sidecar members this feature writes (besides the json), written to members.json by extract
 MEMBERS = (
     Member("frames.npy", "float32", ("frames", 2), "EmoNet valence, arousal per frame", sample="face_va", window="frames"),
-    Member("expression.npy", "float32", ("frames", len(face_va.CLASSES)), "EmoNet expression probabilities per frame",
+    Member("expression.npy", "float32", ("frames", len(specs.CLASSES)), "EmoNet expression probabilities per frame",
            sample="face_expression", window="frames"),
 )
 
@@ -47,16 +47,20 @@ class Extractor(FrameExtractor):
     weights = WEIGHTS
 
     def setup(self) -> None:
+        from judges import face_va
+
         self.judge = face_va.load(Path(self.folders[face_va.SPEC.name]), torch_device(self.params.device))
 
     def judge_frames(self, frames: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarray]:
+        from judges import face_va
+
         out = self.judge.predict(frames, face_va.crop_box_from_landmarks(landmarks), batch_size=self.params.frame_batch)
         return {"va": out.valence_arousal.float().cpu().numpy(), "expression": out.probs.float().cpu().numpy()}
 
     def summarise(self, clip: Clip, arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, float], dict[str, np.ndarray]]:
         va, expression = arrays["va"].astype(np.float32), arrays["expression"].astype(np.float32)
         means = expression.mean(axis=0)
-        values = {"classes": list(face_va.CLASSES), "valence_mean": float(va[:, 0].mean()), "arousal_mean": float(va[:, 1].mean()),
-                  "expression_mean": [round(float(v), 6) for v in means], "dominant": face_va.CLASSES[int(means.argmax())]}
+        values = {"classes": list(specs.CLASSES), "valence_mean": float(va[:, 0].mean()), "arousal_mean": float(va[:, 1].mean()),
+                  "expression_mean": [round(float(v), 6) for v in means], "dominant": specs.CLASSES[int(means.argmax())]}
         scores = {"valence_mean": float(va[:, 0].mean()), "arousal_mean": float(va[:, 1].mean())}
         return values, scores, {"frames.npy": va, "expression.npy": expression}

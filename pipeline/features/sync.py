@@ -23,21 +23,22 @@ under speech changes SyncNet's confidence less than Demucs artefacts would.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from core.clip import Clip, Drop
 from core.shards import Member
-from judges import sync
-from pipeline.features import Extractor as _Extractor
+from judges import _specs as specs
 from pipeline.features import VIDEO_READS, FeatureParams, torch_device
+from pipeline.features import Extractor as _Extractor
 from pipeline.features._audio import read_mono
 from pipeline.features._frames import frame_chunks, landmark_track
 
-WEIGHTS = (sync.SPEC,)
+WEIGHTS = (specs.SYNC,)  # torch-free: the stage's driver never imports torch; its workers load the judge
 #: the sidecar members this feature writes (besides the json), written to members.json by extract
 MEMBERS = (
     Member("video.npy", "float16", ("frames", "embed"), "SyncNet lip embedding of the 5-frame window starting at each frame",
@@ -63,6 +64,8 @@ class Extractor(_Extractor):
     weights = WEIGHTS
 
     def setup(self) -> None:
+        from judges import sync
+
         self.judge = sync.load(Path(self.folders[sync.SPEC.name]), torch_device(self.params.device))
 
     def process(self, clips: Sequence[Clip], outs: Sequence[Path]) -> list[Any]:
@@ -75,6 +78,8 @@ class Extractor(_Extractor):
         return results
 
     def _clip(self, clip: Clip, out: Path) -> Clip | Drop:
+        from judges import sync
+
         p: Params = self.params
         frames = int(clip.meta["encode"]["frames"])
         audio = read_mono(clip.files["wav"], sync.SAMPLE_RATE)

@@ -187,7 +187,7 @@ def test_missing_or_incomplete_folder_names_the_missing_file(folder, without, tm
 
 def test_spec_is_the_published_model():
     spec = au.SPEC
-    assert spec.files == ("resnet.pt",) and spec.make_tiny is au.make_tiny
+    assert spec.files == ("resnet.pt",) and (spec.make_tiny.__module__, spec.make_tiny.__name__) == (au.__name__, "make_tiny")
     assert not spec.repo_id and "USC" in spec.licence  # not on the hub: a URL at a pinned commit
     assert spec.url.startswith(f"https://github.com/ihp-lab/LibreFace/raw/{au.REVISION}/") and spec.url.endswith("/resnet.pt")
     assert "Input" in au.__doc__ and "Output" in au.__doc__

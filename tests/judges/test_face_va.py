@@ -185,7 +185,7 @@ def test_missing_or_incomplete_folder_names_the_missing_file(folder, without, tm
 
 def test_spec_is_the_published_model():
     spec = face_va.SPEC
-    assert spec.files == ("emonet_8.pth",) and spec.make_tiny is face_va.make_tiny
+    assert spec.files == ("emonet_8.pth",) and (spec.make_tiny.__module__, spec.make_tiny.__name__) == (face_va.__name__, "make_tiny")
     assert spec.licence == "CC-BY-NC-ND-4.0" and not spec.repo_id  # not on the hub: a URL at a pinned commit
     assert spec.url == f"https://github.com/face-analysis/emonet/raw/{face_va.REVISION}/pretrained/emonet_8.pth"
     assert face_va.CLASSES == ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")

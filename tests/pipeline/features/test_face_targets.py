@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,13 @@ import pytest
 import yaml
 
 from core.clip import Clip
-from core.shards import ShardParams, iter_samples, read_manifest, read_members, write_clip_shards
+from core.shards import (
+    ShardParams,
+    iter_samples,
+    read_manifest,
+    read_members,
+    write_clip_shards,
+)
 from pipeline import extract
 from pipeline.face_geometry import canonical_face
 
@@ -122,3 +129,13 @@ def test_face_judges_write_one_row_per_frame(project, feature, entries):
             assert np.allclose(np.linalg.norm(np.load(io.BytesIO(s["frames.npy"])).astype(np.float32), axis=1), 1.0, atol=2e-3)
         if feature == "face_va":
             assert np.allclose(np.load(io.BytesIO(s["expression.npy"])).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_the_target_stages_drivers_import_no_torch():
+    """A stage's driver imports its feature module for the weights specs and member declarations only: for the
+    frame judges that costs no torch import (the networks load in the workers)."""
+    code = ("import sys\nimport pipeline.features.sync, pipeline.features.face_va, pipeline.features.action_units\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "print(pipeline.features.face_va.WEIGHTS[0].name)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[3], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "emonet_8", out.stderr[-2000:]
