@@ -103,7 +103,7 @@ def make_tiny_vlm(folder: Path, seed: int) -> None:
     import torch
     from transformers import (
         AutoTokenizer,
-        CLIPImageProcessor,
+        CLIPImageProcessorPil,
         CLIPVisionConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
@@ -120,7 +120,9 @@ def make_tiny_vlm(folder: Path, seed: int) -> None:
         tokenizer = AutoTokenizer.from_pretrained(str(src))
     tokenizer.add_tokens(list(TINY_SPECIALS), special_tokens=True)
     tokenizer.eos_token, tokenizer.pad_token = "<|im_end|>", "<|endoftext|>"
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
+    # the PIL backend by name: the default CLIPImageProcessor needs torchvision (absent here) and warns on falling
+    # back; both save image_processor_type CLIPImageProcessor, as the published folder has
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
     processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=14, num_additional_image_tokens=1,
                                vision_feature_select_strategy="default", chat_template=TINY_CHAT_TEMPLATE)
     ids = tokenizer.convert_tokens_to_ids
