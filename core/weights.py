@@ -110,7 +110,7 @@ def ensure(spec: ModelSpec, params: WeightsParams, root: Path = Path(".")) -> Pa
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        log.info("generated tiny stand-in %s", path)
+        log.debug("generated tiny stand-in %s", path)  # the weights stage logs one line for all of them
     return verify(spec, path, params.profile)
 
 

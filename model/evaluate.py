@@ -93,7 +93,7 @@ def run(params_file: Path | str | None = None, max_clips: int | None = None) -> 
         rows.append({"clip": clip.key, "dataset": clip.dataset, "speaker": clip.entry.get("speaker"), "frames": n,
                      "clip_frames": clip.frames, "windows": gen.windows, "first_motion": gen.first_motion,
                      "generate_s": seconds})
-        log.info("%s: %d frames in %.1f s", clip.key, n, seconds)
+        log.debug("%s: %d frames in %.1f s", clip.key, n, seconds)
 
     stats = load_reference(Path(e.reference_dir), e.split, [x["key"] for x in entries], data.size, e.max_frames,
                            e.fvd_stride, res.weights_dir)
@@ -131,6 +131,7 @@ def run(params_file: Path | str | None = None, max_clips: int | None = None) -> 
                                 "generate_s_per_clip": {k: round(g, 3) for k, (g, _) in sorted(generated.items())}})
     rep.write_json(out / "metrics.json", rep.flat_metrics(report, loaded.tiny))
     rep.write_per_clip(out / "per_clip.parquet", rows)
+    rep.write_plot_csv(out / "plots" / "per_clip.csv", rows)
     protocol = _protocol(report, res, loaded, stats is not None, world, rows)
     protocol["per_dataset"] = {d: {"metrics": r["metrics"], "counts": r["counts"], "unavailable": r["unavailable"]}
                                for d, r in per_dataset.items()}
@@ -145,7 +146,7 @@ def run(params_file: Path | str | None = None, max_clips: int | None = None) -> 
     (out / "index.html").write_text(rep.index_html(table, shown, loaded.tiny, curves_html(Path(e.train_dir))))
     shutil.rmtree(work, ignore_errors=True)
     accelerator.wait_for_everyone()
-    print(metrics_cli.format_table(report))
+    print("\n".join(rep.summary_lines(report, out, e.split)))  # the full table: table.md, index.html
     return report
 
 

@@ -138,7 +138,8 @@ def run(name: str, root: Path = Path("."), local: bool | None = None, params_fil
     run_record = stats.run_record(len(clips), seconds, runner_mode)
     write_run(runs_dir(root), f"ingest-{name}", run_record)
     write_ingest_plots(root / "reports" / "plots" / "ingest" / name, [c.duration or 0.0 for c in clips], report["dropped_by_reason"])
-    log.info("ingest %s: %d clips kept, %d rejects, %.1fs", name, len(clips), len(rejects), seconds)
+    log.info("ingest %s: %d clips kept, %d rejects in %.1f s (%s; %d computed, %d cached)", name, len(clips), len(rejects), seconds,
+             ", ".join(f"{k} {v['in']}->{v['out']}" for k, v in report["steps"].items()), run_record["computed"], run_record["cached"])
     check_error_share(f"ingest@{name}", rejects, len(clips) + len(rejects), runner_params.max_error_fraction,
                       layout.clips(name) / REJECTS)
     return both(report, run_record)

@@ -156,7 +156,7 @@ def test_dvc_repro_on_the_sample(tmp_path):
     assert not plots.get("errors"), plots.get("errors")
     rendered = {path for path, renders in plots["data"].items() if renders and renders[0]["content"]["data"]["values"]}
     assert {"reports/plots/ingest/sample/durations.csv", "reports/plots/ingest/sample/drops.csv", "reports/plots/select/hours.csv",
-            "reports/plots/select/scores/sample.speech_ratio.csv"} <= rendered, sorted(rendered)
+            "reports/plots/select/scores/sample.speech_ratio.csv", "reports/eval/plots/per_clip.csv"} <= rendered, sorted(rendered)
     assert any(path.startswith("reports/train/stage1/plots/metrics") for path in rendered), sorted(rendered)
     rows = json.loads(sh(["dvc", "exp", "show", "--json"], work, env))  # no `!` cells in the workspace row
     exp = next(r for r in rows if r["rev"] == "workspace")

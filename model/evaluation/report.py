@@ -175,3 +175,37 @@ def index_html(table_md: str, videos: list[tuple[str, Path]], tiny: bool, traini
                      f"<figcaption>{html.escape(name)}</figcaption></figure>")
     parts.append(training)
     return "\n".join(parts) + "\n"
+
+
+def summary_lines(report: dict, out: Path, split: str, width: int = 120) -> list[str]:
+    """What the stage prints: the counts, every metric on a few wrapped lines (``*``: measured with a tiny
+    stand-in judge), the unavailable ones with their reason, and where the table and the page are."""
+    import textwrap
+
+    from model.metrics.cli import METRICS
+
+    c, tiny = report["counts"], set(report["tiny"])
+    head = (f"evaluate ({split}): {c['videos']} clips, {c['frames']} frames at {report['size']}x{report['size']}"
+            + ("; * = tiny stand-in judge, the number means nothing" if tiny else ""))
+    judged = {k: m for m, (_, _, keys) in METRICS.items() for k in keys + (tuple(k + "_gt" for k in keys) if m == "sync" else ())}
+    values = [f"{k} {v:.4g}{'*' if judged.get(k) in tiny else ''}" for k, v in report["metrics"].items() if k in judged]
+    lines = [head, *textwrap.wrap("  ".join(values), width)]
+    lines += [f"{m}: unavailable ({why})" for m, why in report["unavailable"].items()]
+    lines.append(f"table: {out / 'table.md'}, page: {out / 'index.html'}")
+    return lines
+
+
+#: the per-clip metrics the evaluation plot shows (``dvc plots show``), those measured
+PLOT_COLUMNS = ("psnr", "ssim", "lpips", "sync_conf", "sync_dist", "sync_offset")
+
+
+def write_plot_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``clip,<metric>...``: one row per test clip with its per-video metrics (a DVC plot; the columns are
+    fixed so the plot's declaration in dvc.yaml holds: a metric not measured is an empty cell)."""
+    columns = list(PLOT_COLUMNS)
+    lines = [",".join(["clip", *columns])]
+    lines += [",".join([str(r["clip"]), *("" if r.get(c) is None else f"{float(r[c]):.6g}" for c in columns)]) for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)

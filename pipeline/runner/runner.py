@@ -114,10 +114,10 @@ class Runner:
         finally:
             run.bar.close()
         outcomes = run.outcomes(time.perf_counter() - t0)
-        for o in outcomes:
-            log.info("%s: %d kept, %d dropped (%d cached, %d computed) in %.1fs%s", o.step,
-                     len(o.kept), len(o.drops), o.hits, o.misses, o.seconds,
-                     f"; {o.crashes} worker crash(es), {o.retries} retried" if o.crashes else "")
+        for o in outcomes:  # a chain's caller logs one line for all its steps (-v: one per step)
+            log.log(logging.WARNING if o.crashes else logging.DEBUG, "%s: %d kept, %d dropped (%d cached, %d computed) in %.1fs%s",
+                    o.step, len(o.kept), len(o.drops), o.hits, o.misses, o.seconds,
+                    f"; {o.crashes} worker crash(es), {o.retries} retried" if o.crashes else "")
         return outcomes
 
     def _resources(self, step: Step, backend: Backend) -> Resources:

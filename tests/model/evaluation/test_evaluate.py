@@ -34,6 +34,12 @@ def test_outputs(evaluated):
     assert all(isinstance(v, (int, float)) for v in metrics.values())
     rows = pq.read_table(out / "per_clip.parquet").to_pylist()
     assert len(rows) == TEST_CLIPS and all(r["frames"] == 16 and r["windows"] == 4 and r["psnr"] > 0 for r in rows)
+    plot = (out / "plots" / "per_clip.csv").read_text().splitlines()  # the DVC plot of each clip's metrics
+    assert plot[0] == "clip,psnr,ssim,lpips,sync_conf,sync_dist,sync_offset" and plot[1].endswith(",,,,") and sorted(line.split(",")[0] for line in plot[1:]) == sorted(r["clip"] for r in rows)
+    from model.evaluation.report import summary_lines
+
+    said = summary_lines(report, out, "test")  # what the stage prints: a few lines, every metric
+    assert len(said) <= 6 and max(map(len, said[:-1])) <= 120 and "psnr " in " ".join(said) and "table.md" in said[-1]
     assert not any("generate_s" in r for r in rows)  # timings: the run record's (same output bytes on every machine)
     run = json.loads((root / "runs" / "evaluate.json").read_text())
     assert sorted(run["generate_s_per_clip"]) == sorted(r["clip"] for r in rows) and run["seconds_per_generated_second"] > 0
