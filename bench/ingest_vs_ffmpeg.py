@@ -1,4 +1,4 @@
-"""Ingest wall time vs a plain ffmpeg transcode of the same files (goal: ingest <= 1.5x ffmpeg).
+"""Ingest wall time vs a plain ffmpeg transcode of the same files (goal: ingest <= 1.25x ffmpeg).
 
     python -m bench.ingest_vs_ffmpeg [--clips 12] [--reps 3] [--face-reps 1] [--real]
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--face-reps", type=int, default=1, help="repetitions that also run the ingest with the face steps")
     ap.add_argument("--real", action="store_true", help="also measure the real clips (../shared/data/real/videos)")
     args = ap.parse_args(argv)
-    goal = 1.5
+    goal = 1.25  # was 1.5 until ingest measured 1.18x (one pass fewer per clip, no output ffprobe)
     with temp_folder("ivf") as tmp:
         raw = tmp / "raw"
         t = time.perf_counter()
