@@ -15,11 +15,11 @@ execution; each record names its stage and when it ran, so a stale one is recogn
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 from pathlib import Path
 from typing import Any
+
+from core.storage import write_text_atomic
 
 RUNS = Path("reports") / "runs"
 
@@ -38,17 +38,6 @@ def write_run(folder: Path | str, stage: str, record: dict[str, Any]) -> Path:
     """Write ``<folder>/<stage>.json`` atomically (temp file + rename); ``finished_at`` (UTC) is added.
     ``stage``: ``ingest-<dataset>``, ``extract-<feature>-<dataset>``, ``select``, ``train-<stage>``, ``evaluate``."""
     path = Path(folder) / f"{stage}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"stage": stage, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
     return path
-
-
-def read_run(folder: Path | str, stage: str) -> dict[str, Any] | None:
-    """A stage's last run record, or None when it never ran here (or the record is unreadable)."""
-    try:
-        return json.loads((Path(folder) / f"{stage}.json").read_text())
-    except (OSError, ValueError):
-        return None

@@ -114,6 +114,15 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
+def write_text_atomic(path: Path | str, text: str) -> None:
+    """Write a small file by rename (a temp file beside it), so a reader never sees half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 class AtomicDir:
     """Build a folder beside ``target`` and swap it in on success (context manager).
 

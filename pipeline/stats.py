@@ -13,14 +13,13 @@ whoever runs the pipeline, with a warm cache or a cold one.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from core.cli import StageFailed
+from core.storage import write_text_atomic
 from core.shards import Reject
 
 if TYPE_CHECKING:  # the type only: select and report import this module without the runner
@@ -34,8 +33,6 @@ class StageStats:
     inputs: int = 0
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     dropped: Counter = field(default_factory=Counter)
-    extra: dict[str, Any] = field(default_factory=dict)
-
     run_steps: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, outcome: "StepOutcome") -> None:
@@ -53,7 +50,7 @@ class StageStats:
             "stage": self.stage, "name": self.name, "inputs": self.inputs, "kept": kept,
             "dropped": sum(self.dropped.values()),
             "dropped_by_reason": dict(sorted(self.dropped.items())),
-            "steps": self.steps, **self.extra,
+            "steps": self.steps,
         }
 
     def run_record(self, kept: int, seconds: float, runner: str | None = None) -> dict[str, Any]:
@@ -96,10 +93,7 @@ def write_metrics(root: Path, stage: str, values: dict[str, Any]) -> Path:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def check_error_share(stage: str, rejects: Sequence[Reject], total: int, max_fraction: float, rejects_file: Path) -> None:

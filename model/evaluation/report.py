@@ -182,12 +182,12 @@ def summary_lines(report: dict, out: Path, split: str, width: int = 120) -> list
     stand-in judge), the unavailable ones with their reason, and where the table and the page are."""
     import textwrap
 
-    from model.metrics.cli import METRICS
+    from model.metrics.cli import METRICS, reported_keys
 
     c, tiny = report["counts"], set(report["tiny"])
     head = (f"evaluate ({split}): {c['videos']} clips, {c['frames']} frames at {report['size']}x{report['size']}"
             + ("; * = tiny stand-in judge, the number means nothing" if tiny else ""))
-    judged = {k: m for m, (_, _, keys) in METRICS.items() for k in keys + (tuple(k + "_gt" for k in keys) if m == "sync" else ())}
+    judged = {k: m for m in METRICS for k in reported_keys(m)}
     values = [f"{k} {v:.4g}{'*' if judged.get(k) in tiny else ''}" for k, v in report["metrics"].items() if k in judged]
     lines = [head, *textwrap.wrap("  ".join(values), width)]
     lines += [f"{m}: unavailable ({why})" for m, why in report["unavailable"].items()]
@@ -205,7 +205,4 @@ def write_plot_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     columns = list(PLOT_COLUMNS)
     lines = [",".join(["clip", *columns])]
     lines += [",".join([str(r["clip"]), *("" if r.get(c) is None else f"{float(r[c]):.6g}" for c in columns)]) for r in rows]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    _atomic_write(path, ("\n".join(lines) + "\n").encode())

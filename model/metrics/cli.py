@@ -344,14 +344,20 @@ def _why_nan(m: str, stream, counts: dict, missing_landmarks: list, missing_audi
     return "no frames to compare"
 
 
+def reported_keys(metric: str) -> tuple[str, ...]:
+    """The report keys of ``metric`` (Sync also reports the ground truth's own values, ``<key>_gt``)."""
+    keys = METRICS[metric][2]
+    return keys + (tuple(k + "_gt" for k in keys) if metric == "sync" else ())
+
+
 def format_table(report: dict) -> str:
     rows = [("metric", "value", "note")]
     tiny = set(report["tiny"])
-    for m, (_, _, keys) in METRICS.items():
+    for m in METRICS:
         if m in report["unavailable"]:
             rows.append((m, "unavailable: " + report["unavailable"][m], ""))
             continue
-        for k in keys + (tuple(k + "_gt" for k in keys) if m == "sync" else ()):
+        for k in reported_keys(m):
             if k in report["metrics"]:
                 rows.append((k, f"{report['metrics'][k]:.4f}", "tiny weights (numbers mean nothing)" if m in tiny else ""))
     c = report["counts"]
