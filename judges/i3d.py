@@ -272,6 +272,27 @@ class InceptionI3d(nn.Module):
         return F.softmax(logits, dim=1)
 
 
+def _in_hash_seed_zero(maker: str, folder: Path, seed: int) -> bool:
+    """Run ``maker(folder, seed)`` in a child interpreter with ``PYTHONHASHSEED=0`` unless this one has it.
+
+    TorchScript writes a module's constants (``Final`` attributes) in the order of a ``set`` of their names,
+    which follows Python's string-hash seed: without a fixed seed two saves of the same module differ in
+    their code files, and so would the DVC hash of a weights folder built outside ``make``. Returns whether
+    the child did the work."""
+    import os
+    import subprocess
+    import sys
+
+    if os.environ.get("PYTHONHASHSEED") == "0":
+        return False
+    code = f"from judges.i3d import {maker}; {maker}({str(folder)!r}, {int(seed)})"
+    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": "0"},
+                         capture_output=True, text=True, timeout=600)
+    if run.returncode != 0:
+        raise RuntimeError(f"{folder}: writing the scripted I3D failed: {run.stderr.strip()[-2000:]}")
+    return True
+
+
 def _save_scripted(module: nn.Module, folder: Path) -> None:
     import warnings
 
@@ -301,7 +322,10 @@ def _make_reproducible(path: Path) -> None:
 
 
 def make_tiny_i3d(folder: Path, seed: int) -> None:
-    """The tiny stand-in: :class:`TinyI3D` (seeded), scripted and saved as :data:`FILE`."""
+    """The tiny stand-in: :class:`TinyI3D` (seeded), scripted and saved as :data:`FILE` (the same bytes
+    whatever the caller's ``PYTHONHASHSEED``)."""
+    if _in_hash_seed_zero("make_tiny_i3d", folder, seed):
+        return
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = TinyI3D()
@@ -311,6 +335,8 @@ def make_tiny_i3d(folder: Path, seed: int) -> None:
 def make_paper_random(folder: Path, seed: int) -> None:
     """The full :class:`InceptionI3d` with random weights (seeded; batch-norm statistics mean 0, var 1),
     scripted and saved as :data:`FILE`: for speed benchmarks when the real file is absent."""
+    if _in_hash_seed_zero("make_paper_random", folder, seed):
+        return
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = InceptionI3d()

@@ -19,7 +19,7 @@ from tests.imports import ROOT, closure, runs_nothing
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-CODE_ROOTS = ("core", "judges", "pipeline", "model")
+CODE_ROOTS = ("core", "judges", "pipeline", "model", "stage_code")
 
 
 def _subst(text: str, values: dict[str, str]) -> str:
@@ -92,6 +92,14 @@ def test_stage_depends_on_exactly_the_code_it_runs(name, deps, modules):
     assert not missing, f"{name} runs code none of its dvc.yaml deps covers: {missing}"
     unused = [d for d in code_deps if not (_files_under(d) & runs)]
     assert not unused, f"{name} depends on code it never runs: {unused}"
+    # a stage's own code folder links nothing more than it runs (a folder dep above may hold more)
+    extra = sorted(os.path.relpath(p, ROOT) for d in code_deps if d.startswith("stage_code/") for p in _files_under(d) - runs)
+    assert not extra, f"{name}: its stage_code folder links code it never runs: {extra}"
+
+
+def test_every_stage_lists_its_code_folder():
+    for name, deps, _ in INSTANCES:
+        assert f"stage_code/{name.split('@')[0]}" in deps, f"dvc.yaml: {name} does not list stage_code/{name.split('@')[0]}"
 
 
 def test_extract_caption_does_not_depend_on_the_transcript_code():

@@ -4,11 +4,11 @@ DVC cannot give the instances of one ``matrix`` stage different dependency lists
 ``${item.feature}`` in them. So each ``extract@<feature>-<dataset>`` depends on the folder
 ``pipeline/features/code/<feature>/``, whose files are symbolic links (DVC hashes what they point
 to) to the feature's own module, the ``pipeline.features`` helpers, ``judges`` and ``core`` modules it
-imports (followed transitively; the core modules of the extract machinery are left to dvc.yaml), and the same for every feature it may read (its module's ``READS``: a
+imports (followed transitively; the extract machinery is ``stage_code/extract``, see :mod:`core.stage_code`), and the same for every feature it may read (its module's ``READS``: a
 feature that reads the vocals track runs the vocals extractor through the per-clip cache). Editing
 ``transcript.py`` thus re-runs the transcript and emotion_text stages and leaves ``extract@caption``
-alone. The generic machinery every instance shares (extract, the runner, core) is listed in
-``dvc.yaml`` itself.
+alone. The generic machinery every instance shares (extract, the runner, core) is the stage's
+``stage_code/extract`` folder.
 
     python -m pipeline.features.code_links          # rewrite the links of every feature in params.yaml
     python -m pipeline.features.code_links --check  # exit 1 and say what differs (the test suite runs this)
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CODE_DIR = Path("pipeline/features/code")
 #: packages whose modules a feature's code closure follows
 FOLLOWED = ("pipeline.features", "judges", "core")
-#: the machinery every extract instance runs, listed in dvc.yaml itself (not followed from here)
+#: the machinery every extract instance runs, in stage_code/extract (not followed from here)
 SHARED = {"pipeline.features", "core.params", "core.cli", "core.weights", "core.shards", "core.members", "core.clip", "core.hashing", "core.storage"}
 
 

@@ -93,6 +93,22 @@ def test_tiny_stand_in_is_deterministic(tmp_path):
     assert torch.equal(outs["a"], outs["b"]) and not torch.allclose(outs["a"], outs["c"])
 
 
+def test_tiny_stand_in_bytes_do_not_depend_on_the_hash_seed(tmp_path):
+    """TorchScript orders constants by a set of names: the stand-in is written under PYTHONHASHSEED=0 either way."""
+    import os
+    import subprocess
+    import sys
+
+    digests = []
+    for hash_seed in ("1", "2"):
+        folder = tmp_path / hash_seed
+        folder.mkdir()
+        code = f"from judges.i3d import make_tiny_i3d; make_tiny_i3d({str(folder)!r}, 0)"
+        subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": hash_seed}, check=True, timeout=600)
+        digests.append((folder / i3d.FILE).read_bytes())
+    assert digests[0] == digests[1]
+
+
 def test_paper_random_is_the_full_scripted_architecture(tmp_path):
     i3d.make_paper_random(tmp_path, seed=3)
     judge = i3d.load(tmp_path)  # a folder without the tiny marker: the paper profile's load path

@@ -1,0 +1,1 @@
+../../judges/i3d.py

@@ -1,0 +1,1 @@
+../../judges/lpips.py

@@ -1,0 +1,1 @@
+../../model/data/__init__.py

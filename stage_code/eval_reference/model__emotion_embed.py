@@ -1,0 +1,1 @@
+../../model/emotion_embed.py

@@ -1,0 +1,1 @@
+../../model/metrics/video.py

@@ -1,0 +1,1 @@
+../../judges/__init__.py

@@ -1,0 +1,1 @@
+../../judges/_sync_crops.py

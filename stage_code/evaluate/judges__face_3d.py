@@ -1,0 +1,1 @@
+../../judges/face_3d.py

@@ -1,0 +1,1 @@
+../../judges/face_va.py

@@ -1,0 +1,1 @@
+../../model/audio_proj.py

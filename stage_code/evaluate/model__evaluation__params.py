@@ -1,0 +1,1 @@
+../../model/evaluation/params.py

@@ -1,0 +1,1 @@
+../../model/metrics/__init__.py

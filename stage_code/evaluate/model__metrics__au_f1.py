@@ -1,0 +1,1 @@
+../../model/metrics/au_f1.py

@@ -1,0 +1,1 @@
+../../model/vp_flow.py

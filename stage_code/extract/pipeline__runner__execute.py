@@ -1,0 +1,1 @@
+../../pipeline/runner/execute.py

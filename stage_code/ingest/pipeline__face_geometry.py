@@ -1,0 +1,1 @@
+../../pipeline/face_geometry.py

@@ -1,0 +1,1 @@
+../../pipeline/runner/__init__.py

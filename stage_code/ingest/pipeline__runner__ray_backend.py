@@ -1,0 +1,1 @@
+../../pipeline/runner/ray_backend.py

@@ -1,0 +1,1 @@
+../../pipeline/source_check.py

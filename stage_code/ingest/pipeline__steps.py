@@ -1,0 +1,1 @@
+../../pipeline/steps/__init__.py

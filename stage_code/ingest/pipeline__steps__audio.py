@@ -1,0 +1,1 @@
+../../pipeline/steps/audio.py

@@ -1,0 +1,1 @@
+../../pipeline/steps/segment.py

@@ -1,0 +1,1 @@
+../../pipeline/demo_data/render.py

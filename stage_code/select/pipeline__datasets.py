@@ -1,0 +1,1 @@
+../../pipeline/datasets/__init__.py

@@ -1,0 +1,1 @@
+../../pipeline/steps/face_filter.py

@@ -1,0 +1,1 @@
+../../core/runs.py

@@ -1,0 +1,1 @@
+../../judges/action_units.py

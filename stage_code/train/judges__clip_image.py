@@ -1,0 +1,1 @@
+../../judges/clip_image.py

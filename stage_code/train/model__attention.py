@@ -1,0 +1,1 @@
+../../model/attention.py

@@ -1,0 +1,1 @@
+../../model/image_proj.py

@@ -1,0 +1,1 @@
+../../model/reference_net.py

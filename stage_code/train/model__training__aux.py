@@ -1,0 +1,1 @@
+../../model/training/aux.py

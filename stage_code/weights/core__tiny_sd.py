@@ -1,0 +1,1 @@
+../../core/tiny_sd.py

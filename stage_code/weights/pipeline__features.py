@@ -1,0 +1,1 @@
+../../pipeline/features/__init__.py
