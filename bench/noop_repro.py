@@ -3,7 +3,7 @@
     python -m bench.noop_repro [--reps 3] [--in-place]
 
 Copies the repository (the files ``git ls-files`` lists plus untracked, not ignored ones) into a
-temp folder, ``git init`` there, runs ``dvc repro`` once (the whole pipeline, training and
+temp folder, ``git init`` and one commit there (dvclive, which training logs with, reads HEAD), runs ``dvc repro`` once (the whole pipeline, training and
 evaluation included) and then times ``dvc repro`` again ``--reps`` times (every stage up to date).
 ``--in-place`` skips the copy and times the no-op in this checkout. For scale, the same run also
 times ``dvc status`` and ``dvc version`` (DVC's own start-up).
@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
             if not (repo / ".dvc").is_dir():
                 subprocess.run([dvc, "init", "-q"], cwd=repo, check=True, env=child_env())
+            # a clone has a commit: the training stages log with dvclive, which reads HEAD
+            who = ["-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+            subprocess.run(["git", *who, "add", "-A"], cwd=repo, check=True)
+            subprocess.run(["git", *who, "commit", "-q", "-m", "copy"], cwd=repo, check=True)
             first_s, first_out = timed_run([dvc, "repro"], repo)
             log(f"{NAME}: first dvc repro: {first_s:.1f} s")
         noop, status, version = [], [], []
