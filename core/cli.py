@@ -18,6 +18,12 @@ switch of mediapipe 0.10 turns off and which break progress bars mid-line: in a 
 :func:`filter_native_stderr` passes descriptor 2 through a pipe whose reader drops exactly those
 line patterns (to the DEBUG log) and forwards every other byte as it comes.
 
+Environment: :func:`stage_environment` gives every stage process (and the workers and tools it starts) what
+``make`` gives it, unless the shell sets otherwise, so ``dvc repro`` from an activated shell computes the same
+bytes as ``make demo``: offline (``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``: every model loads from
+``weights/``) and one OpenMP/torch thread per process (``OMP_NUM_THREADS=1``: parallelism comes from worker
+processes, and float reductions do not depend on the machine's core count; set it yourself to use more).
+
 Exit status:
 
 * 0: done;
@@ -77,6 +83,7 @@ def run(ap: argparse.ArgumentParser, argv: list[str] | None, body: Callable[[arg
         user_errors: tuple[type[BaseException], ...] = ()) -> int:
     """Parse ``argv``, set up logging, run ``body(args)`` and map its outcome to the exit status."""
     args = ap.parse_args(argv)
+    stage_environment()
     configure_logging(args.verbose, args.quiet, native=argv is None)  # argv None: the command line of the process
     try:
         body(args)
@@ -87,6 +94,26 @@ def run(ap: argparse.ArgumentParser, argv: list[str] | None, body: Callable[[arg
         log.error("%s", e)
         return 2
     return 0
+
+
+#: the Makefile's run environment, the default of every stage process (a value the shell sets wins)
+STAGE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def stage_environment() -> None:
+    """Set :data:`STAGE_ENV`'s variables the shell left unset, for this process and every process it starts.
+
+    Without them a stage run from an activated shell (no ``make``) used as many torch threads as the machine
+    has cores (other float sums in Demucs, wav2vec2, training: outputs that differ from the committed
+    ``dvc.lock``) and let transformers write ``local_files_only: false`` into saved tokenizer configs.
+    OpenMP read ``OMP_NUM_THREADS`` when torch was loaded: if this process already imported torch, its
+    thread count is set directly."""
+    for name, value in STAGE_ENV.items():
+        if name not in os.environ:
+            os.environ[name] = value
+            torch = sys.modules.get("torch")
+            if name == "OMP_NUM_THREADS" and torch is not None:
+                torch.set_num_threads(int(value))
 
 
 # -- third-party noise ----------------------------------------------------------------------------

@@ -113,7 +113,9 @@ def _write_tokenizer(out_dir: Path, max_length: int) -> "object":
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp)
         write_bpe(src, vocab, merges)
-        tokenizer = CLIPTokenizer.from_pretrained(str(src), model_max_length=max_length)
+        # local_files_only explicitly: transformers writes it into tokenizer_config.json, as true when HF_HUB_OFFLINE
+        # is set and false otherwise, so the folder's bytes would follow the shell's environment
+        tokenizer = CLIPTokenizer.from_pretrained(str(src), model_max_length=max_length, local_files_only=True)
         tokenizer.save_pretrained(str(out_dir))
         # Keep the two source files too: a real SD 1.5 tokenizer folder has them.
         for name in ("vocab.json", "merges.txt"):

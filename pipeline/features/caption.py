@@ -117,7 +117,7 @@ def make_tiny_vlm(folder: Path, seed: int) -> None:
         src = Path(tmp)
         write_bpe(src, vocab, _TINY_MERGES)
         (src / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "Qwen2Tokenizer"}))
-        tokenizer = AutoTokenizer.from_pretrained(str(src))
+        tokenizer = AutoTokenizer.from_pretrained(str(src), local_files_only=True)  # saved in the config: not the shell's HF_HUB_OFFLINE
     tokenizer.add_tokens(list(TINY_SPECIALS), special_tokens=True)
     tokenizer.eos_token, tokenizer.pad_token = "<|im_end|>", "<|endoftext|>"
     # the PIL backend by name: the default CLIPImageProcessor needs torchvision (absent here) and warns on falling

@@ -69,7 +69,7 @@ def make_tiny_whisper(folder: Path, seed: int) -> None:
     write_bpe(src, vocab, tokenizer_config={"tokenizer_class": "WhisperTokenizer", "model_max_length": 1024, "added_tokens_decoder": added,
                                 "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
                                 "pad_token": "<|endoftext|>", "additional_special_tokens": specials[1:]}, final_newline=True)
-    tokenizer = WhisperTokenizer.from_pretrained(src)
+    tokenizer = WhisperTokenizer.from_pretrained(src, local_files_only=True)  # saved in the config: not the shell's HF_HUB_OFFLINE
     vocab_size = len(vocab) + len(added)
     eot = ids["<|endoftext|>"]
     torch.manual_seed(seed)
