@@ -106,14 +106,20 @@ def stage_environment() -> None:
     Without them a stage run from an activated shell (no ``make``) used as many torch threads as the machine
     has cores (other float sums in Demucs, wav2vec2, training: outputs that differ from the committed
     ``dvc.lock``) and let transformers write ``local_files_only: false`` into saved tokenizer configs.
-    OpenMP read ``OMP_NUM_THREADS`` when torch was loaded: if this process already imported torch, its
-    thread count is set directly."""
+    OpenBLAS and OpenMP read ``OMP_NUM_THREADS`` when they are loaded: if this process already imported numpy or
+    torch (a stage module's own imports run first), their thread pools are set directly (threadpoolctl; torch's
+    own count too). Without that, scipy's ``sqrtm`` in the FVD ran on two OpenBLAS threads and its last digits
+    differed."""
     for name, value in STAGE_ENV.items():
         if name not in os.environ:
             os.environ[name] = value
-            torch = sys.modules.get("torch")
-            if name == "OMP_NUM_THREADS" and torch is not None:
-                torch.set_num_threads(int(value))
+            if name == "OMP_NUM_THREADS" and ("numpy" in sys.modules or "torch" in sys.modules):
+                from threadpoolctl import threadpool_limits
+
+                threadpool_limits(limits=int(value))  # every BLAS and OpenMP library loaded so far, for the process
+                torch = sys.modules.get("torch")
+                if torch is not None:
+                    torch.set_num_threads(int(value))
 
 
 # -- third-party noise ----------------------------------------------------------------------------

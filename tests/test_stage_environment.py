@@ -12,12 +12,14 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = r"""
 import os, subprocess, sys, argparse
 import torch
+from threadpoolctl import threadpool_info
 from core import cli
 ap = cli.parser("x", None)
 def body(args):
     child = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('OMP_NUM_THREADS'), os.environ.get('HF_HUB_OFFLINE'))"],
                            capture_output=True, text=True).stdout.split()
-    print("threads", torch.get_num_threads(), "env", os.environ.get("OMP_NUM_THREADS"), os.environ.get("HF_HUB_OFFLINE"),
+    blas = sorted({p["num_threads"] for p in threadpool_info()})
+    print("threads", torch.get_num_threads(), "blas", *blas, "env", os.environ.get("OMP_NUM_THREADS"), os.environ.get("HF_HUB_OFFLINE"),
           os.environ.get("TRANSFORMERS_OFFLINE"), "child", *child)
 sys.exit(cli.run(ap, [], body))
 """
@@ -31,8 +33,8 @@ def run(extra: dict[str, str]) -> str:
 
 
 def test_an_unset_shell_gets_one_thread_and_offline_in_the_stage_and_its_children():
-    assert run({}) == "threads 1 env 1 1 1 child 1 1"
+    assert run({}) == "threads 1 blas 1 env 1 1 1 child 1 1"
 
 
 def test_what_the_shell_sets_wins():
-    assert run({"OMP_NUM_THREADS": "2", "HF_HUB_OFFLINE": "0"}) == "threads 2 env 2 0 1 child 2 0"
+    assert run({"OMP_NUM_THREADS": "2", "HF_HUB_OFFLINE": "0"}) == "threads 2 blas 2 env 2 0 1 child 2 0"
