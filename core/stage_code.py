@@ -57,8 +57,12 @@ def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
 
 def imports(path: Path, root: Path = ROOT) -> set[str]:
     """Absolute names of the project modules ``path`` imports (relative imports resolved)."""
+    return module_imports(path, module_name(path, root))
+
+
+def module_imports(path: Path, name: str) -> set[str]:
+    """Absolute names of the project modules the file ``path`` of module ``name`` imports when it runs."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    name = module_name(path, root)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out: set[str] = set()
     for node in _runtime_nodes(tree):
@@ -140,10 +144,22 @@ def links(module: str, root: Path = ROOT, files: dict[str, Path] | None = None) 
     return {name.replace(".", "__") + ".py": path for name, path in sorted(found.items()) if not runs_nothing(path)}
 
 
-def _on_disk(folder: Path) -> dict[str, Path]:
+def read_links(folder: Path) -> dict[str, Path]:
+    """``{link name: resolved target}`` of the symbolic links in ``folder`` (empty when it does not exist)."""
     if not folder.is_dir():
         return {}
     return {p.name: (folder / os.readlink(p)).resolve() for p in folder.iterdir() if p.is_symlink()}
+
+
+def write_links(folder: Path, links: dict[str, Path]) -> None:
+    """Replace ``folder`` by one holding exactly ``links`` (relative symbolic links), built beside it first."""
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for link, target in links.items():
+        os.symlink(os.path.relpath(target, folder), tmp / link)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.rename(tmp, folder)
 
 
 def _read_dvc(root: Path) -> dict:
@@ -158,7 +174,7 @@ def check(root: Path = ROOT) -> list[str]:
     for folder, module in sorted(folders.items()):
         want = {k: v.resolve() for k, v in links(module, root, files).items()}
         path = root / folder
-        have = _on_disk(path)
+        have = read_links(path)
         extra = sorted(p.name for p in path.iterdir() if not p.is_symlink()) if path.is_dir() else []
         if want != have or extra:
             missing, stale = sorted(set(want) - set(have)), sorted(set(have) - set(want))
@@ -177,14 +193,7 @@ def write(root: Path = ROOT) -> list[str]:
     files = sources(root)
     folders = stage_folders(_read_dvc(root))
     for folder, module in sorted(folders.items()):
-        path = root / folder
-        tmp = path.with_name(f".{path.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for link, target in links(module, root, files).items():
-            os.symlink(os.path.relpath(target, path), tmp / link)
-        shutil.rmtree(path, ignore_errors=True)
-        os.rename(tmp, path)
+        write_links(root / folder, links(module, root, files))
     if (root / CODE_DIR).is_dir():
         listed = {Path(f).name for f in folders}
         for p in (root / CODE_DIR).iterdir():

@@ -50,7 +50,10 @@ def test_dvc_repro_on_the_sample(tmp_path):
     committed_lock = (work / "dvc.lock").read_text() if (work / "dvc.lock").is_file() else None
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
     env.pop("SYNCHRORAMA_PARAMS", None)
-    # not the Makefile's PYTHONHASHSEED=0: a user's shell has none, and no output may depend on set order
+    # an activated shell, not make: none of the Makefile's variables (the stage commands default them, core.cli),
+    # and not its PYTHONHASHSEED=0 either: no output may depend on set order
+    for name in ("OMP_NUM_THREADS", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        env.pop(name, None)
     env["PYTHONHASHSEED"] = "7"
     sh(["git", "init", "-q"], work, env)
     # a clone has a commit (dvclive, which the training stages log with, reads HEAD)

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import ast
-import os
-import shutil
 import sys
 from pathlib import Path
 
 from core import params as params_mod
+from core import stage_code
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE_DIR = Path("pipeline/features/code")
@@ -45,26 +44,14 @@ def module_file(name: str, root: Path = ROOT) -> Path | None:
 
 
 def _module_imports(path: Path, name: str) -> tuple[set[str], tuple[str, ...]]:
-    """Project modules ``path`` imports (followed packages only) and its module-level ``READS``."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
+    """Project modules ``path`` imports when it runs (followed packages only) and its module-level ``READS``."""
     reads: tuple[str, ...] = ()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                base = ".".join([*anchor, *([base] if base else [])])
-            found.add(base)
-            found.update(f"{base}.{a.name}" for a in node.names)
-    for node in tree.body:
+    for node in ast.parse(path.read_text(encoding="utf-8"), str(path)).body:
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             if any(isinstance(t, ast.Name) and t.id == "READS" for t in targets) and node.value is not None:
                 reads = tuple(ast.literal_eval(node.value))
+    found = stage_code.module_imports(path, name)
     followed = {m for m in found if any(m == p or m.startswith(p + ".") for p in FOLLOWED)}
     return followed, reads
 
@@ -103,9 +90,7 @@ def closure(feature: str, features: dict[str, dict | None], root: Path = ROOT) -
 
 
 def _links(folder: Path) -> dict[str, Path]:
-    if not folder.is_dir():
-        return {}
-    return {p.name: (folder / os.readlink(p)).resolve() for p in folder.iterdir() if p.is_symlink()}
+    return stage_code.read_links(folder)
 
 
 def check(features: dict[str, dict | None], root: Path = ROOT) -> list[str]:
@@ -124,16 +109,8 @@ def check(features: dict[str, dict | None], root: Path = ROOT) -> list[str]:
 
 def write(features: dict[str, dict | None], root: Path = ROOT) -> None:
     """Rewrite ``pipeline/features/code/<feature>/`` for every feature (relative links)."""
-    code = root / CODE_DIR
     for feature in sorted(features):
-        folder = code / feature
-        tmp = code / f".{feature}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for link, target in closure(feature, features, root).items():
-            os.symlink(os.path.relpath(target, folder), tmp / link)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.rename(tmp, folder)
+        stage_code.write_links(root / CODE_DIR / feature, closure(feature, features, root))
 
 
 def main(argv: list[str] | None = None) -> int:
