@@ -52,6 +52,29 @@ def _table(data: bytes, body: int, fmt: str, columns: int = 1) -> np.ndarray:
     return np.frombuffer(data, np.dtype(fmt), count * columns, body + 8).reshape(count, columns).astype(np.int64)
 
 
+def _video_stsd(data: bytes) -> tuple[dict[bytes, tuple[int, int]], int]:
+    """The first video track's sample-table boxes ``{type: (body, end)}`` and where its first sample
+    description (``stsd`` entry) starts. Raises ValueError when there is no video track."""
+    moov = _child(data, 0, len(data), b"moov")
+    for kind, b, e in _boxes(data, *moov):
+        if kind == b"trak" and data[slice(*_child(data, b, e, b"mdia", b"hdlr"))][8:12] == b"vide":
+            stbl = _child(data, b, e, b"mdia", b"minf", b"stbl")
+            boxes = {k: (b, e) for k, b, e in _boxes(data, *stbl)}
+            return boxes, boxes[b"stsd"][0] + 8  # past the full box's version/flags and entry count
+    raise ValueError("no video track")
+
+
+def video_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` of the first video track's sample description (ISO 14496-12 VisualSampleEntry:
+    size, type, 6 reserved bytes, data reference index, 16 pre-defined/reserved bytes, then width and height).
+    ``data``: the mp4, or its start when the ``moov`` box comes first (``+faststart``) and lies inside it.
+    Raises ValueError when it has no readable video track."""
+    _, entry = _video_stsd(data)
+    if entry + 36 > len(data):
+        raise ValueError("truncated sample description")
+    return struct.unpack_from(">HH", data, entry + 32)
+
+
 class ClipVideo:
     """The H.264 track of a clip's mp4, indexed once so that frames decode from their own keyframe.
 
@@ -68,16 +91,7 @@ class ClipVideo:
 
     def __init__(self, mp4: bytes):
         self.data = data = bytes(mp4)
-        moov = _child(data, 0, len(data), b"moov")
-        stbl = None
-        for kind, b, e in _boxes(data, *moov):
-            if kind == b"trak" and data[slice(*_child(data, b, e, b"mdia", b"hdlr"))][8:12] == b"vide":
-                stbl = _child(data, b, e, b"mdia", b"minf", b"stbl")
-                break
-        if stbl is None:
-            raise ValueError("no video track")
-        boxes = {k: (b, e) for k, b, e in _boxes(data, *stbl)}
-        stsd = boxes[b"stsd"][0] + 8
+        boxes, stsd = _video_stsd(data)
         size, kind = struct.unpack_from(">I4s", data, stsd)
         if kind != b"avc1":
             raise ValueError(f"video codec {kind!r}, not avc1")

@@ -196,16 +196,17 @@ class Encode(Step):
 
 
 def mp4_video_size(mp4: Path) -> tuple[int, int]:
-    """``(width, height)`` of the first video sample description (ISO 14496-12 VisualSampleEntry) of an
-    mp4 written with ``+faststart`` (its ``moov`` before the media), without an ffprobe process."""
+    """``(width, height)`` of the video track of an mp4 written with ``+faststart`` (its ``moov`` before the
+    media), read from its sample description (:func:`core.mp4.video_size`) without an ffprobe process."""
+    from core.mp4 import video_size  # imports OpenCV: only in the worker that encodes
+
     with mp4.open("rb") as f:
         head = f.read(1 << 16)
-    at = head.find(b"stsd")
-    entry = at + 16  # the box type, version and flags, entry count, then the entry's size
-    if at < 0 or head[entry : entry + 4] not in (b"avc1", b"avc3"):
+    try:
+        return video_size(head)
+    except (ValueError, KeyError, struct.error):  # a moov beyond the first 64 KiB, an unusual layout
         stream = ffprobe(mp4)["streams"][0]
         return int(stream["width"]), int(stream["height"])
-    return struct.unpack(">HH", head[entry + 28 : entry + 32])  # type, 6 reserved, index, 16 pre-defined/reserved
 
 
 def crop_region(boxes: np.ndarray, src_w: int, src_h: int, size: int) -> tuple[int, int, int, int, int]:
