@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from core import cli
 from core import params as params_mod
@@ -77,6 +78,24 @@ def build(data: dict[str, Any], params: WeightsParams, root: Path = Path(".")) -
     return manifest
 
 
+FULL_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+SHORT_COMMIT = re.compile(r"^[0-9a-f]{7,39}$")
+
+
+def resolve_revision(repo_id: str, revision: str | None, list_commits: Callable[[str], Iterable[Any]]) -> str | None:
+    """The revision to download: a full commit id, a branch or tag as given; a short commit id (7-39 hex digits,
+    as the hub's pages show them) as the one commit of ``repo_id``'s history (``list_commits(repo_id)``: objects
+    with ``commit_id``, as ``HfApi.list_repo_commits`` gives) whose id starts with it; none or several is an error."""
+    if not revision or FULL_COMMIT.match(revision) or not SHORT_COMMIT.match(revision):
+        return revision or None
+    found = sorted({c.commit_id for c in list_commits(repo_id) if c.commit_id.startswith(revision)})
+    if len(found) != 1:
+        what = "no commit" if not found else f"{len(found)} commits ({', '.join(found)})"
+        raise WeightsError(f"{repo_id}: {what} of its history starts with the pinned {revision}; pin a full commit id "
+                           f"(40 hex digits) from https://huggingface.co/{repo_id}/commits/main in its ModelSpec")
+    return found[0]
+
+
 def fetch_arguments(spec: ModelSpec) -> dict[str, Any]:
     """What ``fetch`` asks the hub for: the spec's pinned ``revision`` (None: the hub's main) and only its files
     (``allow_patterns``: ``fetch_patterns``, else exactly ``files``), never the whole repository."""
@@ -92,8 +111,9 @@ def fetch(data: dict[str, Any], params: WeightsParams, root: Path = Path(".")) -
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise WeightsError("fetch needs the network, but HF_HUB_OFFLINE=1 is set (the Makefile sets it): run "
                            "`HF_HUB_OFFLINE=0 .venv/bin/python -m pipeline.weights fetch` on a machine with internet")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import HfApi, snapshot_download
 
+    api = HfApi()
     by_hand = []
     for spec in configured_specs(data):
         path = folder(spec, params, root)
@@ -105,7 +125,11 @@ def fetch(data: dict[str, Any], params: WeightsParams, root: Path = Path(".")) -
             continue
         if not spec.revision:
             log.warning("%s: no pinned revision; fetching the hub's current main (pin it in its ModelSpec)", spec.name)
-        snapshot_download(spec.repo_id, **fetch_arguments(spec), local_dir=path)
+        args = fetch_arguments(spec)
+        args["revision"] = resolve_revision(spec.repo_id, args["revision"], api.list_repo_commits)
+        if args["revision"] and args["revision"] != spec.revision:
+            log.info("%s: %s is commit %s", spec.name, spec.revision, args["revision"])
+        snapshot_download(spec.repo_id, **args, local_dir=path)
         verify(spec, path, "paper")
     build(data, params, root)
     return by_hand

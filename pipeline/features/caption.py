@@ -143,22 +143,36 @@ def make_tiny_vlm(folder: Path, seed: int) -> None:
 
 
 #: what ``pipeline.weights fetch`` downloads of a captioning model: configs, tokenizer/processor files and the
-#: (possibly sharded) safetensors weights. No pinned revision: the folder follows ``features.caption.model``;
-#: ``fetch`` warns and takes the hub's main (the manifest records the folder's sha256).
+#: (possibly sharded) safetensors weights.
 VLM_FETCH = ("*.json", "*.jinja", "*.txt", "*.model", "*.safetensors")
+
+#: The pinned hub commit of each captioning folder this project names (the folder follows
+#: ``features.caption.model``, so the pin is per model; any other model is fetched from its repository's main,
+#: with a warning, and the manifest records the fetched folder's sha256). Read off the hub's commit pages.
+HUB_REVISIONS = {
+    # llava-hf/llava-interleave-qwen-0.5b-hf: "Create processor_config.json" (2024-11-20), the processor file
+    # the tiny stand-in's layout also has
+    "llava-interleave-qwen-0.5b-hf": "08647831752d66cc51831ff4f2a476de6ba2af9c",
+    # DAMO-NLP-SG/VideoLLaMA2-7B: "Update config.json" (2024-08-13), the head of main, whose config.json is the
+    # one the videollama2 package's loader reads (an earlier 16F commit made the same update: model_type
+    # videollama2_mistral). Its full id is published nowhere we could read: `fetch` resolves this short id to
+    # the full commit from the repository's history and stops when no commit or several match it.
+    "VideoLLaMA2-7B": "b39f289",
+}
 
 
 def vlm_spec(params: Params) -> ModelSpec:
     """The captioning model folder ``weights/<profile>/<params.model>/``."""
     if params.backend == "videollama2":
         return ModelSpec(params.model, files=("config.json", "tokenizer_config.json"),
-                         repo_id=f"DAMO-NLP-SG/{params.model}", licence="Apache-2.0", fetch_patterns=VLM_FETCH)
+                         repo_id=f"DAMO-NLP-SG/{params.model}", revision=HUB_REVISIONS.get(params.model, ""),
+                         licence="Apache-2.0", fetch_patterns=VLM_FETCH)
     # Processor files differ between releases (preprocessor_config.json or processor_config.json,
     # chat_template.json or .jinja), and weights may be sharded: only the common ones are required.
     return ModelSpec(params.model, files=("config.json", "tokenizer_config.json"),
                      tiny_files=("config.json", "tokenizer_config.json", "processor_config.json", "model.safetensors"),
                      make_tiny=make_tiny_vlm, repo_id=f"llava-hf/{params.model}" if params.model.startswith("llava") else "",
-                     licence="see the model card", fetch_patterns=VLM_FETCH)
+                     revision=HUB_REVISIONS.get(params.model, ""), licence="see the model card", fetch_patterns=VLM_FETCH)
 
 
 def weights_for(params: Params) -> tuple[ModelSpec, ...]:

@@ -25,10 +25,11 @@ def test_every_hub_model_of_the_configuration_is_pinned_to_a_commit():
     assert {"stable-diffusion-v1-5", "clip-vit-large-patch14", "wav2vec2-base-960h", "whisper-large-v3",
             "hubert-large-superb-er", "emotion-english-distilroberta-base",
             "wav2vec2-large-robust-12-ft-emotion-msp-dim"} <= set(hub)
-    # the captioning model follows features.caption.model: the one hub folder fetched unpinned
+    # every one at a full commit id, the captioning folder (which follows features.caption.model) included
     unpinned = {name for name, s in hub.items() if not COMMIT.match(s.revision)}
-    assert unpinned == {caption.Params().model}, unpinned
+    assert unpinned == set(), unpinned
     assert hub[caption.Params().model].fetch_patterns == caption.VLM_FETCH
+    assert hub[caption.Params().model].revision == caption.HUB_REVISIONS[caption.Params().model]
     # off-hub weights are placed by hand from their address, and keep their sha256 where one is published
     for s in specs:
         if not s.repo_id and not s.bundled:
@@ -69,5 +70,42 @@ def test_fetch_patterns_widen_a_folder_whose_checked_files_are_not_all_it_loads(
 
     spec = caption.vlm_spec(caption.Params())
     args = weights_stage.fetch_arguments(spec)
-    assert args == {"revision": None, "allow_patterns": list(caption.VLM_FETCH)}
+    assert args == {"revision": "08647831752d66cc51831ff4f2a476de6ba2af9c", "allow_patterns": list(caption.VLM_FETCH)}
     assert "*.safetensors" in args["allow_patterns"]  # the (sharded) weights, which `files` does not list
+
+
+def test_the_paper_captioning_model_is_pinned_and_an_unknown_one_follows_main():
+    from pipeline.features import caption
+
+    paper = caption.vlm_spec(caption.Params(backend="videollama2", model="VideoLLaMA2-7B"))
+    assert (paper.repo_id, paper.revision) == ("DAMO-NLP-SG/VideoLLaMA2-7B", "b39f289")
+    other = caption.vlm_spec(caption.Params(model="llava-interleave-qwen-7b-hf"))
+    assert (other.repo_id, other.revision) == ("llava-hf/llava-interleave-qwen-7b-hf", "")
+    assert weights_stage.fetch_arguments(other)["revision"] is None  # fetch warns and takes main
+
+
+class _Commit:
+    def __init__(self, commit_id: str):
+        self.commit_id = commit_id
+
+
+def test_a_short_commit_id_resolves_to_the_one_full_commit_it_starts():
+    history = [_Commit("b39f289" + "1" * 33), _Commit("3d2a74d6a1d92e44acff5266a617eb7204a1af51"), _Commit("b304476" + "2" * 33)]
+    asked = []
+
+    def list_commits(repo_id):
+        asked.append(repo_id)
+        return history
+
+    resolve = weights_stage.resolve_revision
+    assert resolve("org/m", "b39f289", list_commits) == "b39f289" + "1" * 33
+    assert asked == ["org/m"]
+    # full ids, branches and tags go to the hub as they are, without reading the history
+    for given in ("3d2a74d6a1d92e44acff5266a617eb7204a1af51", "main", "v1.0", "refs/pr/1"):
+        assert resolve("org/m", given, list_commits) == given
+    assert resolve("org/m", "", list_commits) is None
+    assert asked == ["org/m"]
+    with pytest.raises(FileNotFoundError, match=r"org/m: no commit of its history starts with the pinned 1234567; pin a full"):
+        resolve("org/m", "1234567", list_commits)
+    with pytest.raises(FileNotFoundError, match=r"2 commits .* start"):
+        resolve("org/m", "b39f289", lambda repo_id: history + [_Commit("b39f2890" + "3" * 32)])
