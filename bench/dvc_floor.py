@@ -44,9 +44,9 @@ def make_project(root: Path, stages: dict[str, list[str]], params: str, dvc: str
     root.mkdir(parents=True)
     (root / "params.yaml").write_text(params)
     dvc_yaml: dict[str, Any] = {"stages": {}}
+    (root / "deps").mkdir()
     for i, (name, keys) in enumerate(stages.items()):
         safe = name.replace("@", "_")
-        (root / "deps").mkdir(exist_ok=True)
         (root / "deps" / f"{safe}.txt").write_text(f"{i}\n")
         stage: dict[str, Any] = {"cmd": f"python -c \"open('outs/{safe}.txt', 'w').write('{i}')\"",
                                  "deps": [f"deps/{safe}.txt"], "outs": [f"outs/{safe}.txt"]}

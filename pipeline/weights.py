@@ -15,12 +15,12 @@ import logging
 import os
 import re
 import sys
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from core import cli
 from core import params as params_mod
+from core.storage import write_text_atomic
 from core.weights import ModelSpec, WeightsError, WeightsParams, ensure, fingerprint, folder, is_tiny, verify
 
 log = logging.getLogger(__name__)
@@ -70,11 +70,7 @@ def build(data: dict[str, Any], params: WeightsParams, root: Path = Path(".")) -
             **({"url": spec.url} if spec.url else {}), **({"checkpoint_sha256": spec.sha256} if spec.sha256 else {}),
         })
     manifest = {"profile": params.profile, "models": entries}
-    out = root / params.dir / params.profile / "manifest.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".manifest.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_text_atomic(root / params.dir / params.profile / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
